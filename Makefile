@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh Debian/Ubuntu machine (root or sudo):
+#   make run    install what is missing, then serve the app on http://127.0.0.1:7860
+#   make test   install what is missing, then run the whole test suite
+# A second run skips the installs already done.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+# Debian packages the tests need beyond packages.txt (the Spaces list): a browser for UI tests
+TEST_DEBS := chromium
+
+.PHONY: run test system-deps test-deps venv bench clean
+
+run: system-deps venv
+	$(PY) app.py
+
+test: system-deps test-deps venv
+	$(PY) -m pytest -q tests
+
+bench: system-deps venv
+	$(PY) -m composer bench --json
+
+# Debian packages from packages.txt, installed only when one is missing (dpkg -s says so).
+system-deps:
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; for p in $$(grep -v '^#' packages.txt); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi; \
+	elif command -v brew >/dev/null 2>&1; then \
+	  brew list fluid-synth >/dev/null 2>&1 || brew install fluid-synth; \
+	else echo "warning: install FluidSynth yourself (libfluidsynth), then run make again"; fi
+
+test-deps:
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi; \
+	fi
+
+venv: $(STAMP)
+
+# The stamp depends on requirements.txt, so a changed requirement reinstalls; torch is
+# pinned to the CPU build that pip finds locally (an unpinned torch pulls GBs of CUDA).
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

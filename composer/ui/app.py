@@ -1,0 +1,36 @@
+"""The whole app: one tab per instrument of the studio, assembled from composer.ui modules."""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import gradio as gr
+
+from composer.music.midi import MAX_MIDI_BYTES
+from composer.ui import player
+
+TITLE = "Composer"
+INTRO = ("# Composer\nA music studio for small generative models, running on this machine "
+         "(GPU when there is one, CPU otherwise). Audio through FluidSynth.")
+
+
+def build_app() -> gr.Blocks:
+    """Build the Blocks app (not launched)."""
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Player", id="player"):
+                player.build()
+    return demo
+
+
+def launch_kwargs(host: str | None = None, port: int | None = None) -> dict:
+    """Arguments for ``demo.launch`` (theme and size limits go to launch in Gradio 6)."""
+    return dict(server_name=host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                server_port=int(port or os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                theme=gr.themes.Soft(), max_file_size=4 * MAX_MIDI_BYTES,
+                mcp_server=importlib.util.find_spec("mcp") is not None)
+
+
+def launch(host: str | None = None, port: int | None = None) -> None:
+    build_app().queue(default_concurrency_limit=4).launch(**launch_kwargs(host, port))

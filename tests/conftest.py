@@ -1,0 +1,42 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def chorale_names():
+    """A spread of real Bach chorales from music21's corpus."""
+    from composer.music.corpus import chorale_names
+    names = chorale_names()
+    return names[::12][:30]
+
+
+@pytest.fixture(scope="session")
+def example_midi():
+    from composer.music.corpus import example_midi_paths
+    return next(iter(example_midi_paths().values()))
+
+
+@pytest.fixture
+def triad_midi():
+    """A C-major triad (C4 E4 G4) on the piano, one second long."""
+    import pretty_midi
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    inst = pretty_midi.Instrument(program=0, name="Piano")
+    for p in (60, 64, 67):
+        inst.notes.append(pretty_midi.Note(velocity=100, pitch=p, start=0.0, end=1.0))
+    pm.instruments.append(inst)
+    return pm
+
+
+def run_cli(*args, env=None, timeout=300):
+    import subprocess
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "composer", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=e, timeout=timeout)

@@ -1,0 +1,110 @@
+"""FluidSynth rendering: real pitches, real tails, int16 stereo, clear errors."""
+import numpy as np
+import pretty_midi
+import pytest
+
+from composer import audio
+from composer.errors import SoundfontNotFoundError
+
+SR = 44100
+
+
+def _spectrum(x, sr=SR):
+    mono = x.astype(np.float64).mean(axis=1)
+    mag = np.abs(np.fft.rfft(mono * np.hanning(len(mono))))
+    freqs = np.fft.rfftfreq(len(mono), 1 / sr)
+    return freqs, mag
+
+
+def test_triad_has_its_three_fundamentals(triad_midi):
+    x = audio.render(triad_midi, SR)
+    assert x.dtype == np.int16 and x.ndim == 2 and x.shape[1] == 2
+    freqs, mag = _spectrum(x[: SR])  # the sounding second
+    band = (freqs > 150) & (freqs < 500)
+    floor = np.median(mag[band])
+    for f in (261.63, 329.63, 392.00):
+        near = (freqs > f - 4) & (freqs < f + 4)
+        assert mag[near].max() > 30 * floor, f"no peak at {f} Hz"
+    # and not at the semitone between C and E
+    d = (freqs > 277.18 - 3) & (freqs < 277.18 + 3)
+    assert mag[d].max() < mag[(freqs > 257) & (freqs < 266)].max() / 10
+
+
+def test_not_silent_with_release_tail(triad_midi):
+    x = audio.render(triad_midi, SR, tail=1.5)
+    assert len(x) == int(np.ceil(2.5 * SR))
+    rms = lambda seg: np.sqrt(np.mean(seg.astype(np.float64) ** 2))
+    body, after, end = rms(x[: SR]), rms(x[SR + 2205: SR + 6615]), rms(x[-2205:])
+    assert body > 300  # clearly audible at the fixed gain
+    assert after > 0.02 * body  # the release rings after the note-off, not cut
+    assert end < after  # and decays
+
+
+def test_fixed_gain_not_normalised(triad_midi):
+    loud = audio.render(triad_midi, SR)
+    for n in triad_midi.instruments[0].notes:
+        n.velocity = 30
+    quiet = audio.render(triad_midi, SR)
+    assert np.abs(quiet).max() < 0.7 * np.abs(loud).max()
+
+
+def test_drums_and_instruments_render():
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    drums = pretty_midi.Instrument(0, is_drum=True)
+    drums.notes += [pretty_midi.Note(110, 38, t * 0.25, t * 0.25 + 0.1) for t in range(4)]  # snare
+    pm.instruments.append(drums)
+    events, programs = audio.midi_events(pm)
+    assert programs == {9: (128, 0)}
+    x = audio.render(pm, SR, tail=0.5)
+    assert np.abs(x[: SR]).max() > 1000
+
+
+def test_channels_skip_drum_channel():
+    pm = pretty_midi.PrettyMIDI()
+    for k in range(12):
+        inst = pretty_midi.Instrument(k)
+        inst.notes.append(pretty_midi.Note(90, 60, 0, 0.1))
+        pm.instruments.append(inst)
+    _, programs = audio.midi_events(pm)
+    assert 9 not in programs and len(programs) == 12
+    assert programs[10] == (0, 9)
+
+
+def test_one_renderer_per_process():
+    assert audio.get_renderer(SR) is audio.get_renderer(SR)
+
+
+def test_wav_round_trip(tmp_path, triad_midi):
+    x = audio.render(triad_midi, 22050)
+    path = audio.write_wav(tmp_path / "t.wav", x, 22050)
+    y, sr = audio.read_wav(path)
+    assert sr == 22050
+    np.testing.assert_array_equal(x, y)
+
+
+def test_missing_soundfont_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("COMPOSER_SOUNDFONT", str(tmp_path / "nope.sf2"))
+    with pytest.raises(SoundfontNotFoundError, match="COMPOSER_SOUNDFONT"):
+        audio.find_soundfont()
+
+
+def test_no_soundfont_anywhere(monkeypatch, tmp_path):
+    monkeypatch.delenv("COMPOSER_SOUNDFONT", raising=False)
+    monkeypatch.setattr(audio, "soundfont_candidates", lambda: [tmp_path / "none.sf2"])
+    with pytest.raises(SoundfontNotFoundError, match="no soundfont found"):
+        audio.find_soundfont()
+
+
+def test_soundfont_order_prefers_env(monkeypatch):
+    tim = audio.soundfont_candidates()[-1]
+    assert tim.name == "TimGM6mb.sf2" and tim.is_file()
+    monkeypatch.setenv("COMPOSER_SOUNDFONT", str(tim))
+    assert audio.find_soundfont() == tim
+    assert audio.soundfont_candidates()[0] == tim
+
+
+def test_cli_missing_soundfont_one_line(tmp_path, example_midi):
+    from tests.conftest import run_cli
+    res = run_cli("render", example_midi, "--out", tmp_path / "o.wav",
+                  env={"COMPOSER_SOUNDFONT": str(tmp_path / "gone.sf2")})
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "gone.sf2" in res.stderr
