@@ -6,7 +6,7 @@ is present.
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import shutil
 import statistics
 import subprocess
@@ -99,13 +99,14 @@ OPTIONAL = {"musegan": ("composer.bench_musegan", "bench"), "compose": ("compose
 
 def run(preset: str = "seed", only: list[str] | None = None) -> dict:
     """Run every bench group (or ``only`` these) and merge their figures."""
+    from composer.cli import has_module
     result: dict = {}
     groups = {"render": bench_render, "viz": bench_viz}
     for name, fn in groups.items():
         if not only or name in only:
             result.update(fn())
     for name, (module, fn) in OPTIONAL.items():
-        if (only and name not in only) or importlib.util.find_spec(module) is None:
+        if (only and name not in only) or not has_module(module):
             continue
         func = getattr(importlib.import_module(module), fn, None)
         if func is None:

@@ -30,9 +30,17 @@ DELEGATED = {"generate": "composer.generate", "abc": "composer.abc_cli", "transf
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
+def has_module(name: str) -> bool:
+    """Whether ``name`` can be imported here (False also when its parent package is absent)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _available(modules: dict[str, str]) -> dict[str, str]:
     """Only the entries whose module is present in this checkout."""
-    return {k: v for k, v in modules.items() if importlib.util.find_spec(v) is not None}
+    return {k: v for k, v in modules.items() if has_module(v)}
 
 
 def cmd_render(args) -> int:
@@ -138,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("model", nargs="?", help="|".join(_available(models)))
         c.set_defaults(table=models)
     for name, module in DELEGATED.items():
-        if importlib.util.find_spec(module) is not None:
+        if has_module(module):
             sub.add_parser(name, add_help=False, help=f"see: python -m composer {name} --help")
     return p
 
@@ -146,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in DELEGATED and importlib.util.find_spec(DELEGATED[argv[0]]) is not None:
+        if argv and argv[0] in DELEGATED and has_module(DELEGATED[argv[0]]):
             return _delegate(DELEGATED[argv[0]], argv[1:])
         if argv and argv[0] in ("train", "eval"):
             table = _available(TRAINERS if argv[0] == "train" else EVALUATORS)
