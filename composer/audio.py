@@ -15,6 +15,7 @@ Why it looks like this (DESIGN.md section 6):
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import os
@@ -81,7 +82,10 @@ def find_soundfont() -> Path:
 
 def _import_fluidsynth():
     try:
-        import fluidsynth  # pyfluidsynth; the PyPI package named 'fluidsynth' is another thing
+        # pyfluidsynth prints where it found the library when $CI is set; keep stdout clean
+        # for `--json` output
+        with contextlib.redirect_stdout(io.StringIO()):
+            import fluidsynth  # pyfluidsynth; the PyPI package named 'fluidsynth' is another thing
     except ImportError as exc:
         raise FluidSynthMissingError(
             "FluidSynth is not installed: 'apt-get install fluidsynth' (Debian/Ubuntu) or "
