@@ -7,7 +7,7 @@ import os
 import gradio as gr
 
 from composer.music.midi import MAX_MIDI_BYTES
-from composer.ui import player
+from composer.ui import compose, player
 
 TITLE = "Composer"
 INTRO = ("# Composer\nA music studio for small generative models, running on this machine "
@@ -18,9 +18,15 @@ def build_app() -> gr.Blocks:
     """Build the Blocks app (not launched)."""
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO)
+        hooks = []
         with gr.Tabs():
+            with gr.Tab("Compose", id="compose"):
+                hooks.append(compose.build())
             with gr.Tab("Player", id="player"):
                 player.build()
+        for hook in hooks:
+            if hook is not None:
+                hook(demo)
     return demo
 
 

@@ -1,0 +1,405 @@
+"""Folk tunes in ABC from the character LSTM: everything the Folk tunes tab and the CLI need.
+
+Typical use::
+
+    from composer import charrnn_api as folk
+    for text in folk.stream_tune(meter="6/8", key="D", tune_type="jig", seed=3):
+        show(text)                      # the tune so far, growing as it is written
+    check = folk.validate(text)         # valid / strict / error with line and column
+    pm = folk.abc_to_pretty_midi(text, program=folk.INSTRUMENTS["fiddle"], tempo=110)
+    xml = folk.abc_to_musicxml(text)
+
+Headers asked for (meter M, key K, unit length L, tune type R, title T) are always in the
+result: they are forced into the text the model continues; the ones not asked for are
+written by the model in the canonical order X, T, R, M, L, K of the training data.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from composer.music.abc import (HEADER_ORDER, TUNE_TYPES, AbcCheck, AbcError, abc_to_musicxml,
+                                abc_to_pretty_midi, check_abc, normalize_key, normalize_type)
+
+#: The shipped checkpoint (``.safetensors`` + ``.json`` model card).
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "charrnn"
+#: Instruments offered for playback: name -> General MIDI program.
+INSTRUMENTS = {"fiddle": 40, "flute": 73, "tin whistle": 78, "piano": 0, "accordion": 21, "harp": 46,
+               "bagpipes": 109, "guitar": 24, "mandolin": 25, "concertina": 23, "cello": 42, "oboe": 68}
+#: Meters offered in the UI (the training data's common ones).
+METERS = ("C|", "C", "2/4", "3/4", "4/4", "6/8", "9/8", "12/8", "3/8", "3/2", "6/4")
+#: Keys offered in the UI (the training data's common ones).
+KEYS = ("G", "D", "A", "E", "C", "F", "Bb", "Eb", "Em", "Am", "Bm", "Dm", "Gm", "F#m", "Ador", "Edor", "Ddor",
+        "Gdor", "Amix", "Dmix", "Gmix")
+#: Unit note lengths.
+UNITS = ("1/8", "1/16", "1/4")
+#: Tune types (R: field).
+TUNE_TYPES = TUNE_TYPES
+#: Longest tune written, in characters (the training data's tunes are below 2500).
+MAX_CHARS = 3000
+
+_METER_RE = re.compile(r"^(C\|?|\d{1,2}/\d{1,2}|none)$")
+_UNIT_RE = re.compile(r"^1/(1|2|4|8|16|32|64)$")
+_KEY_RE = re.compile(r"^[A-G][#b]?(m|mix|dor|lyd|phr|loc)?$|^(none|Hp|HP)$")
+
+
+@dataclass
+class SampleSettings:
+    """Sampling controls. ``temperature`` > 0; ``top_k`` 0 = off; ``top_p`` 1.0 = off."""
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_chars: int = MAX_CHARS
+
+
+class FolkModel:
+    """A loaded character LSTM with its vocabulary and model card.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Checkpoint without suffix (``.json`` and ``.safetensors`` beside each other);
+        default :data:`DEFAULT_CHECKPOINT`.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        from composer.errors import CheckpointError
+        from composer.training.charrnn import load_model
+        self.path = Path(path) if path else DEFAULT_CHECKPOINT
+        try:
+            self.model, self.vocab, self.card = load_model(self.path)
+        except FileNotFoundError as e:
+            raise CheckpointError(f"folk-tune model not found: {e}") from None
+        except Exception as e:  # corrupt file, wrong shapes
+            raise CheckpointError(f"cannot load folk-tune model {self.path}: {e}") from None
+        self.model.eval()
+        from composer.models.charrnn import Stepper
+        self.stepper = Stepper(self.model)
+        self._lock = threading.Lock()
+
+    # ---- low-level -------------------------------------------------------------------
+    def _feed(self, text: str, state):
+        """Run the model over ``text`` (unknown characters skipped); logits of the last char."""
+        ids = self.vocab.encode(text, skip_unknown=True)
+        if len(ids) == 0:
+            return None, state
+        if state is None:
+            state = self.model.init_state(1)
+        if len(ids) < 8:  # a few characters: the step kernel is much faster than nn.LSTM
+            for i in ids:
+                logits, state = self.stepper(int(i), state)
+            return logits, state
+        x = torch.as_tensor(ids, dtype=torch.long).unsqueeze(0)
+        logits, state = self.model(x, state)
+        return logits[0, -1], state
+
+    def _pick(self, logits, settings: SampleSettings, gen: torch.Generator, allowed: list[int] | None = None) -> int:
+        logits = logits.float() / max(settings.temperature, 1e-4)
+        if allowed is not None:
+            mask = torch.full_like(logits, float("-inf"))
+            mask[allowed] = 0.0
+            logits = logits + mask
+        if settings.top_k and settings.top_k < logits.numel():
+            kth = torch.topk(logits, settings.top_k).values[-1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        if settings.top_p < 1.0:
+            sp, si = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sp, 0) - sp < settings.top_p
+            keep[0] = True
+            filtered = torch.zeros_like(probs)
+            filtered[si[keep]] = sp[keep]
+            probs = filtered / filtered.sum()
+        return int(torch.multinomial(probs, 1, generator=gen).item())
+
+    # ---- the tune --------------------------------------------------------------------
+    def stream(self, headers: dict | None = None, body_prefix: str = "", seed: int = 0,
+               settings: SampleSettings | None = None) -> Iterator[str]:
+        """Write one tune, yielding pieces of text as they are decided (forced text in one
+        piece, sampled text a character at a time). Concatenated, the pieces are the tune.
+        """
+        settings = settings or SampleSettings()
+        headers = dict(headers or {})
+        gen = torch.Generator().manual_seed(int(seed))
+        v = self.vocab
+        nl = v.index["\n"]
+        with self._lock, torch.inference_mode():
+            state = None
+            written = []
+
+            def force(text):
+                nonlocal logits, state
+                out_logits, state = self._feed(text, state)
+                if out_logits is not None:
+                    logits = out_logits
+                written.append(text)
+                return text
+
+            def sample_line(limit=80):
+                nonlocal logits, state
+                for _ in range(limit):
+                    i = self._pick(logits, settings, gen)
+                    c = v.chars[i]
+                    logits, state = self.stepper(i, state)
+                    written.append(c)
+                    yield c
+                    if c == "\n":
+                        return
+                written.append("\n")
+                logits, state = self._feed("\n", state)
+                yield "\n"
+
+            logits = None
+            yield force("X:1\n")
+            fields = [f for f in HEADER_ORDER if f != "X"]
+            pending = None  # a field letter the model chose at a line start
+            for f in fields:
+                if f in headers:
+                    if pending is not None and pending != f:
+                        continue  # model already moved past an optional field
+                    yield force((f if pending is None else "") + f":{headers[f]}\n")
+                    pending = None
+                    continue
+                if pending is not None and pending != f:
+                    continue
+                if f == "R" and pending is None:
+                    nxt = next(g for g in fields[fields.index("R") + 1:])
+                    choices = [v.index[c] for c in ("R", nxt) if c in v.index]
+                    c = v.chars[self._pick(logits, settings, gen, choices)]
+                    yield force(c)
+                    if c != "R":
+                        pending = c
+                        continue
+                    yield force(":")
+                elif pending == f:
+                    yield force(":")
+                    pending = None
+                else:
+                    yield force(f + ":")
+                yield from sample_line()
+            # the body
+            if body_prefix:
+                body_prefix = body_prefix.strip("\n") + "\n" if body_prefix.endswith("\n") else body_prefix.strip("\n")
+                yield force(body_prefix)
+            n = sum(map(len, written))
+            prev = written[-1][-1:] if written else ""
+            not_nl = [i for i in range(len(v)) if i != nl]
+            body_chars = len(body_prefix.strip())
+            while n < settings.max_chars:
+                i = self._pick(logits, settings, gen, None if body_chars else not_nl)
+                body_chars += 1
+                if i == nl and prev == "\n":
+                    break  # blank line: end of tune
+                c = v.chars[i]
+                logits, state = self.stepper(i, state)
+                n += 1
+                prev = c
+                yield c
+            if prev != "\n":
+                yield "\n"
+
+    def sample(self, headers: dict | None = None, body_prefix: str = "", seed: int = 0,
+               settings: SampleSettings | None = None) -> str:
+        """One tune as text (see :meth:`stream`)."""
+        return "".join(self.stream(headers, body_prefix, seed, settings))
+
+
+_MODELS: dict[str, FolkModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load(path: str | Path | None = None) -> FolkModel:
+    """The model at ``path`` (default: the shipped checkpoint), loaded once per process.
+
+    Raises
+    ------
+    composer.errors.CheckpointError
+        When the checkpoint is missing or unreadable.
+    """
+    key = str(Path(path) if path else DEFAULT_CHECKPOINT)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = FolkModel(key)
+        return _MODELS[key]
+
+
+def build_headers(meter: str | None = None, key: str | None = None, unit: str | None = None,
+                  tune_type: str | None = None, title: str | None = None,
+                  prefix: str | None = None) -> tuple[dict, str]:
+    """Turn the user's controls into forced header fields and a body prefix.
+
+    Parameters
+    ----------
+    meter, key, unit, tune_type, title : str, optional
+        M:, K:, L:, R:, T: values; empty or None lets the model choose. Keys are
+        normalised ('E minor' -> 'Em'), tune types lower-cased ('Slip jig' -> 'slip jig').
+    prefix : str, optional
+        The opening of a tune to continue: header lines (``M:6/8`` ...) and/or the first
+        bars. Header fields given as arguments override the prefix's.
+
+    Returns
+    -------
+    headers : dict
+        Field letter -> value, only the fields to force.
+    body : str
+        Music to force after the K: line.
+
+    Raises
+    ------
+    composer.music.abc.AbcError
+        For a malformed meter, key or unit.
+    """
+    headers: dict[str, str] = {}
+    body = ""
+    if prefix:
+        lines = prefix.replace("\r\n", "\n").split("\n")
+        i = 0
+        while i < len(lines):
+            m = re.match(r"^([A-Za-z]):\s*(.*?)\s*$", lines[i])
+            if not m or (m.group(1) not in HEADER_ORDER and m.group(1) not in "BNZSOQIHCDFGPW"):
+                break
+            if m.group(1) in HEADER_ORDER and m.group(1) != "X" and m.group(2):
+                headers[m.group(1)] = m.group(2)
+            i += 1
+            if m.group(1) == "K":
+                break
+        body = "\n".join(lines[i:]).strip("\n")
+        if body and prefix.endswith("\n"):
+            body += "\n"
+        if "K" not in headers and i < len(lines) and headers and not body:
+            pass
+    for f, value in (("M", meter), ("K", key), ("L", unit), ("R", tune_type), ("T", title)):
+        if value is not None and str(value).strip():
+            headers[f] = str(value).strip()
+    if "T" in headers:
+        headers["T"] = " ".join(headers["T"].split())
+    if "R" in headers:
+        headers["R"] = normalize_type(headers["R"])
+    if "M" in headers:
+        headers["M"] = headers["M"].replace(" ", "")
+        if not _METER_RE.match(headers["M"]):
+            raise AbcError(f"meter {headers['M']!r} is not an ABC meter (e.g. 6/8, 2/4, C, C|)")
+    if "L" in headers:
+        headers["L"] = headers["L"].replace(" ", "")
+        if not _UNIT_RE.match(headers["L"]):
+            raise AbcError(f"unit length {headers['L']!r} is not an ABC note length (1/8, 1/16, 1/4 ...)")
+    if "K" in headers:
+        k = normalize_key(headers["K"])
+        if not _KEY_RE.match(k):
+            raise AbcError(f"key {headers['K']!r} is not an ABC key (e.g. G, Dm, Ador, F#m, Bb)")
+        headers["K"] = k
+    return headers, body
+
+
+def stream_tune(meter=None, key=None, unit=None, tune_type=None, title=None, prefix=None, seed: int = 0,
+                temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, max_chars: int = MAX_CHARS,
+                model: FolkModel | None = None) -> Iterator[str]:
+    """Write one tune, yielding the whole text so far after each step (for a live view).
+
+    Parameters
+    ----------
+    meter, key, unit, tune_type, title, prefix
+        See :func:`build_headers`; asked headers are always honoured.
+    seed : int
+        Same seed and settings, same tune.
+    temperature : float
+        Softmax temperature (> 0; 1.0 = the model's distribution).
+    top_k : int
+        Keep only the k most likely characters (0 = off).
+    top_p : float
+        Nucleus sampling: keep the smallest set with this probability mass (1.0 = off).
+    max_chars : int
+        Stop after this many characters.
+    model : FolkModel, optional
+        Default :func:`load` ().
+
+    Yields
+    ------
+    str
+        The tune written so far; the last value is the finished tune.
+    """
+    headers, body = build_headers(meter, key, unit, tune_type, title, prefix)
+    settings = _settings(temperature, top_k, top_p, max_chars)
+    model = model or load()
+    text = ""
+    last = 0.0
+    for piece in model.stream(headers, body, seed, settings):
+        text += piece
+        now = time.monotonic()
+        if now - last > 0.03 or "\n" in piece:  # ~30 updates per second at most
+            last = now
+            yield text
+    yield text
+
+
+def _settings(temperature, top_k, top_p, max_chars) -> SampleSettings:
+    if not temperature or temperature <= 0:
+        raise AbcError("temperature must be above 0")
+    if top_p is None or not 0 < top_p <= 1:
+        raise AbcError("top-p must be in (0, 1]")
+    if top_k is None or top_k < 0:
+        raise AbcError("top-k must be 0 (off) or positive")
+    return SampleSettings(float(temperature), int(top_k), float(top_p), int(max_chars))
+
+
+def generate_tune(**kwargs) -> str:
+    """One finished tune as ABC text (same arguments as :func:`stream_tune`)."""
+    text = ""
+    for text in stream_tune(**kwargs):
+        pass
+    return text
+
+
+def sample_tunes(n: int = 1, seed: int = 0, check: bool = True, **kwargs) -> list[dict]:
+    """``n`` tunes (tune i uses seed ``seed + i``), each checked.
+
+    Returns
+    -------
+    list of dict
+        ``{"abc": str, "valid": bool, "strict": bool, "error": str | None, "seed": int}``
+        (valid/strict/error only when ``check``).
+    """
+    out = []
+    for i in range(n):
+        text = generate_tune(seed=seed + i, **kwargs)
+        item = {"abc": text, "seed": seed + i}
+        if check:
+            res = check_abc(text)
+            item.update(valid=res.valid, strict=res.strict, error=res.error)
+        out.append(item)
+    return out
+
+
+def validate(abc: str) -> dict:
+    """Check an ABC tune (e.g. the user's edit) before rendering it.
+
+    Parameters
+    ----------
+    abc : str
+        The tune text (the first tune is checked when there are several).
+
+    Returns
+    -------
+    dict
+        ``valid`` (headers X/M/K and music21 reads notes), ``strict`` (bar lengths agree with
+        the meter), ``error`` (first problem or None), ``line`` and ``column`` (1-based
+        position of that problem, None when it cannot be located), ``n_bars``, ``n_notes``.
+        Invalid tunes should not be rendered: keep showing the last good rendering.
+    """
+    return check_abc(abc).to_dict()
+
+
+def model_info(model: FolkModel | None = None) -> dict:
+    """The shipped model's card (config, data counts, training, metrics)."""
+    return dict((model or load()).card)
+
+
+__all__ = ["DEFAULT_CHECKPOINT", "INSTRUMENTS", "METERS", "KEYS", "UNITS", "TUNE_TYPES", "MAX_CHARS",
+           "FolkModel", "SampleSettings", "AbcCheck", "AbcError", "load", "build_headers", "stream_tune",
+           "generate_tune", "sample_tunes", "validate", "abc_to_pretty_midi", "abc_to_musicxml", "model_info"]

@@ -1,0 +1,142 @@
+"""Helpers every trainer shares: device, distributed set-up, JSONL log, safetensors checkpoints.
+
+Imports only torch, numpy and the standard library, so training runs on a bare GPU box.
+Checkpoints are a ``.safetensors`` file (tensors only, never pickle) next to a ``.json``
+model card (config, data, steps, wall time, metrics, how it was trained).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda, then mps, then cpu."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Dist:
+    """Rank/world size from torchrun's environment; a no-op when run as a plain process."""
+
+    def __init__(self, device_name: str = "auto"):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+        device = pick_device(device_name)
+        if device.type == "cuda" and self.enabled:
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        if self.enabled and not dist.is_initialized():
+            # gloo works everywhere (the CPU test runs 2 processes on it); nccl for GPUs
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.enabled:
+            dist.barrier()
+
+    def close(self):
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class JsonlLog:
+    """Appends one JSON object per line; readable while training runs (the UI polls it)."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = Path(path), enabled
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, **row):
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    """Adam state as flat named tensors (safetensors holds tensors only)."""
+    out = {}
+    for i, state in opt.state_dict()["state"].items():
+        for k, v in state.items():
+            out[f"{prefix}.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict, prefix: str):
+    sd = opt.state_dict()
+    state = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, i, k = key.split(".", 2)
+            state.setdefault(int(i), {})[k] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def save_checkpoint(path, tensors: dict[str, torch.Tensor], card: dict):
+    """Write ``path`` (.safetensors) and its model card ``path.with_suffix('.json')`` atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    card_tmp = path.with_suffix(".json.tmp")
+    card_tmp.write_text(json.dumps(card, indent=2))
+    tmp.replace(path)
+    card_tmp.replace(path.with_suffix(".json"))
+
+
+def load_checkpoint(path, device="cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    """Read tensors and model card; raises CheckpointError-compatible errors via the caller."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    tensors = load_file(str(path), device=str(device))
+    card_path = path.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    return tensors, card
+
+
+def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in state.items()}
+
+
+def unprefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+class Timer:
+    """Wall time that survives resume: ``elapsed`` adds the time of earlier runs."""
+
+    def __init__(self, before: float = 0.0):
+        self.before, self.t0 = before, time.time()
+
+    @property
+    def elapsed(self) -> float:
+        return self.before + time.time() - self.t0

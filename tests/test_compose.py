@@ -1,0 +1,205 @@
+"""The Compose engine and tab, on a small randomly initialised MuseGAN (fast, no shipped weights needed)."""
+import json
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+
+from composer.compose import Composer, ComposeState, LatentsError, cell_features
+from composer.models.musegan import Generator, get_config
+from composer.music.pianoroll import HOLD, ONSET
+
+
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory):
+    """A 'default'-shaped but narrow generator saved as a real checkpoint (safetensors + card)."""
+    from composer.training.loop import save_checkpoint
+    torch.manual_seed(0)
+    cfg = get_config("default", temporal_hidden=32, bar_channels=32)
+    g = Generator(cfg)
+    for m in g.modules():  # give BatchNorm running stats that are not identity, like a trained model
+        if hasattr(m, "running_var") and m.running_var is not None:
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("ckpt") / "small.safetensors"
+    save_checkpoint(path, {k: v.half() for k, v in g.state_dict().items()}, {"config": cfg.to_dict(), "tempo": 90})
+    return path
+
+
+@pytest.fixture(scope="module")
+def comp(small_ckpt):
+    from composer.compose import load_composer
+    return load_composer(small_ckpt)
+
+
+def test_cell_features_by_hand():
+    codes = np.zeros((16, 84), np.uint8)
+    codes[0, 36] = ONSET
+    codes[1:4, 36] = HOLD  # C4 (60) for 4 steps
+    codes[8, 40] = ONSET  # E4 (64) for 1 step
+    d, reg, length = cell_features(codes)
+    assert d == 2 and reg == pytest.approx((60 * 4 + 64) / 5) and length == pytest.approx(2.5)
+
+
+def test_directions_are_orthonormal_and_named_by_measurement(comp):
+    d = comp.directions
+    for level, v in d.vectors.items():
+        np.testing.assert_allclose(v @ v.T, np.eye(3), atol=1e-4)
+        for i, name in enumerate(d.names[level]):
+            assert (name in ("density", "register", "length")) == (d.effects[level][i, i] >= 0.25)
+
+
+def test_rerolling_one_cell_changes_only_that_cell(comp):
+    st = comp.new_state(seed=4, n_bars=8)
+    before = comp.codes(st)
+    after = comp.codes(comp.reroll(st, track=2, bar=5))
+    changed = np.argwhere((before != after).any(axis=(2, 3))).tolist()
+    assert changed in ([[2, 5]], [])  # a re-roll may by chance decode to the same notes, never elsewhere
+    assert not np.array_equal(comp.grid(st).numpy()[2, 5], comp.grid(comp.reroll(st, track=2, bar=5)).numpy()[2, 5])
+
+
+def test_melody_slider_touches_one_cell_and_chords_one_bar(comp):
+    st = comp.new_state(seed=1, n_bars=4)
+    g0 = comp.grid(st).numpy()
+    g1 = comp.grid(comp.set_direction(st, "melody", 0, 2.5, track=1, bar=2)).numpy()
+    assert np.argwhere(~np.isclose(g0, g1).all(axis=-1)).tolist() == [[1, 2]]
+    g2 = comp.grid(comp.set_direction(st, "chords", 1, -2.0, bar=3)).numpy()
+    assert sorted({tuple(x) for x in np.argwhere(~np.isclose(g0, g2).all(axis=-1))}) == [(t, 3) for t in range(4)]
+    g3 = comp.grid(comp.set_direction(st, "groove", 2, 1.0, track=0)).numpy()
+    assert sorted({tuple(x) for x in np.argwhere(~np.isclose(g0, g3).all(axis=-1))}) == [(0, b) for b in range(4)]
+
+
+def test_slider_value_reads_back(comp):
+    st = comp.set_direction(comp.new_state(seed=2), "style", 1, 1.7)
+    assert comp.direction_value(st, "style", 1) == pytest.approx(1.7, abs=1e-4)
+    assert comp.direction_value(st, "style", 0) == pytest.approx(0.0, abs=1e-4)  # orthogonal: untouched
+
+
+def test_locked_cells_survive_everything(comp):
+    st = comp.new_state(seed=7, n_bars=8)
+    st = comp.lock(st, track=None, bar=1)  # the whole of bar 2
+    st = comp.lock(st, track=3, bar=6)
+    ref = comp.codes(st)
+    for edit in (lambda s: comp.reroll(s), lambda s: comp.reroll(s, track=3),
+                 lambda s: comp.set_direction(s, "style", 0, 3.0), lambda s: comp.reroll(s, bar=1)):
+        out = comp.codes(edit(st))
+        np.testing.assert_array_equal(out[:, 1], ref[:, 1])
+        np.testing.assert_array_equal(out[3, 6], ref[3, 6])
+
+
+def test_long_pieces_chain_phrases(comp):
+    st = comp.new_state(seed=3, n_bars=16)
+    assert comp.codes(st).shape[:2] == (4, 16)
+    lat = comp.phrase_latents(st)
+    assert len(lat) == 4 and len(st.anchors) == 2
+    # the middle phrases lie between the anchors: closer to their neighbour than the anchors are to each other
+    far = np.linalg.norm(lat[0]["style"] - lat[3]["style"])
+    assert np.linalg.norm(lat[1]["style"] - lat[0]["style"]) < far
+    assert np.linalg.norm(lat[2]["style"] - lat[3]["style"]) < far
+
+
+def test_latents_json_restores_exactly(comp):
+    st = comp.new_state(seed=9, n_bars=6, truncation=1.5, tempo=70, programs=[73, 71, 70, 58])
+    st = comp.lock(comp.reroll(comp.set_direction(st, "melody", 2, -1.3, track=2, bar=4), track=0, bar=1), bar=3)
+    back = ComposeState.from_json(st.to_json())
+    np.testing.assert_array_equal(comp.codes(back), comp.codes(st))
+    assert back.programs == [73, 71, 70, 58] and back.tempo == 70
+
+
+@pytest.mark.parametrize("text,words", [
+    ("not json", "not valid JSON"), ('{"format": "other"}', "not a Composer latents file"),
+    ('{"format": "composer-musegan-latents", "z_dim": 32}', "incomplete or malformed"),
+])
+def test_bad_latents_are_named_errors(text, words):
+    with pytest.raises(LatentsError, match=words):
+        ComposeState.from_json(text)
+
+
+def test_latents_with_wrong_shapes_or_values(comp):
+    d = json.loads(comp.new_state(seed=1).to_json())
+    d["style_offset"] = [0.0] * 5
+    with pytest.raises(LatentsError, match="shape"):
+        ComposeState.from_json(json.dumps(d))
+    d = json.loads(comp.new_state(seed=1).to_json())
+    d["n_bars"] = 1000
+    with pytest.raises(LatentsError, match="n_bars"):
+        ComposeState.from_json(json.dumps(d))
+
+
+def test_midi_has_four_voices_in_range(comp):
+    pm = comp.midi(comp.new_state(seed=0, n_bars=4, programs=[40, 41, 42, 43]))
+    assert [i.program for i in pm.instruments] == [40, 41, 42, 43]
+    assert all(24 <= n.pitch <= 107 for i in pm.instruments for n in i.notes)
+
+
+# --------------------------------------------------------------------------------------------
+# The tab, through gradio_client
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client(small_ckpt):
+    from gradio_client import Client
+
+    from composer.ui import compose as ui_compose
+    from composer.ui.app import build_app
+    ui_compose.MODEL.use(small_ckpt)
+    demo = build_app()
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+
+
+def _notes_by_cell(path, tempo=90.0):
+    pm = pretty_midi.PrettyMIDI(path)
+    step = 60 / tempo / 4
+    out = {}
+    for t, inst in enumerate(pm.instruments):
+        for n in inst.notes:
+            bar = int(round(n.start / step)) // 16
+            out.setdefault((t, bar), set()).add((n.pitch, round(n.start / step), round(n.end / step)))
+    return out
+
+
+INSTRUMENTS = ["040 Violin", "041 Viola", "042 Cello", "043 Contrabass"]
+
+
+def test_tab_changes_one_cell_only(client):
+    out = client.predict(11, 4, 90, 0, *INSTRUMENTS, api_name="/compose_new")
+    roll, wav, grid, status, files = out
+    assert roll.endswith(".png") and wav.endswith(".wav") and "Seed 11" in status
+    before = _notes_by_cell(next(f for f in files if f.endswith(".mid")))
+    files2 = client.predict("Alto", "3", api_name="/compose_reroll_cell")[-1]
+    after = _notes_by_cell(next(f for f in files2 if f.endswith(".mid")))
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert changed <= {(1, 2)}
+    # the grid marks the cell
+    grid2 = client.predict("Alto", "3", api_name="/compose_lock_cell")[2]
+    assert grid2["data"][1][3] == "🔒"
+
+
+def test_tab_restores_from_latents_json_with_midi_and_wav(client, comp):
+    from composer.audio import read_wav
+    st = comp.set_direction(comp.new_state(seed=21, n_bars=4), "style", 0, 2.0)
+    out = client.predict(st.to_json(), api_name="/compose_from_latents")
+    files, midi = out[-3], out[-1]
+    kinds = sorted(f.rsplit(".", 1)[-1] for f in files)
+    assert kinds == ["json", "mid", "musicxml", "wav"]
+    got = pretty_midi.PrettyMIDI(midi)
+    want = comp.midi(st)
+    assert [[(n.pitch, round(n.start, 3)) for n in i.notes] for i in got.instruments] == \
+        [[(n.pitch, round(n.start, 3)) for n in i.notes] for i in want.instruments]
+    x, sr = read_wav(next(f for f in files if f.endswith(".wav")))
+    assert sr == 44100 and x.shape[1] == 2
+    from music21 import converter
+    xml = next(f for f in files if f.endswith(".musicxml"))
+    assert len(converter.parse(xml).parts) == 4
+    restored = json.loads(open(next(f for f in files if f.endswith(".json"))).read())
+    assert restored["seed"] == 21
+
+
+def test_tab_bad_latents_message(client):
+    with pytest.raises(Exception, match="not a Composer latents file"):
+        client.predict('{"hello": 1}', api_name="/compose_from_latents")

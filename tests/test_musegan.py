@@ -1,0 +1,244 @@
+"""MuseGAN: batched model, cell independence, WGAN-GP trainer (incl. 2-process DDP), checkpoints, generation."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from composer import musegan_api as mg
+from composer.errors import CheckpointError
+from composer.models.musegan import Critic, Generator, get_config, sample_latents
+from composer.training import musegan as trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+RANGES = ((60, 81), (52, 74), (46, 69), (36, 66))
+
+
+def synthetic_npz(path: Path, songs: int = 6, bars: int = 6, seed: int = 0) -> Path:
+    """Chorale-shaped cache: 4 monophonic voices of quarter notes inside the Bach ranges."""
+    rng = np.random.default_rng(seed)
+    codes = np.zeros((4, songs * bars, 16, 84), dtype=np.uint8)
+    for v, (lo, hi) in enumerate(RANGES):
+        for b in range(songs * bars):
+            for q in range(4):
+                p = rng.integers(lo + 3, hi - 3) - 24
+                codes[v, b, 4 * q, p] = 2
+                codes[v, b, 4 * q + 1:4 * q + 4, p] = 1
+    np.savez(path, codes=codes, song_start=np.arange(songs) * bars, song_bars=np.full(songs, bars),
+             split=np.array([0] * (songs - 2) + [1, 1], dtype=np.int8), names=np.array([f"s{i}" for i in range(songs)]),
+             programs=np.array([40, 41, 42, 43]), voices=np.array(["S", "A", "T", "B"]), version=np.array(1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    return synthetic_npz(tmp_path_factory.mktemp("data") / "tiny.npz")
+
+
+def test_shapes_and_range():
+    cfg = get_config("tiny")
+    G, C = Generator(cfg), Critic(cfg)
+    z = sample_latents(3, cfg)
+    x = G(**z)
+    assert x.shape == (3, 4, cfg.n_bars, 16, 84)
+    assert x.min() >= -1 and x.max() <= 1
+    assert C(x).shape == (3,)
+    for order in ("bars_first", "pitch_first"):
+        cfg4 = get_config("tiny", n_bars=4, critic_order=order)
+        assert Critic(cfg4)(Generator(cfg4)(**sample_latents(2, cfg4))).shape == (2,)
+
+
+def test_seed_preset_has_seed_sizes():
+    cfg = get_config("seed")
+    assert (cfg.z_dim, cfg.temporal_hidden, cfg.critic_hidden, cfg.critic_fc, cfg.n_bars) == (32, 1024, 128, 1024, 2)
+    assert get_config("default").n_bars == 4
+
+
+def _trained_ish(cfg):
+    """A generator whose BatchNorm statistics are not the identity, in eval mode."""
+    torch.manual_seed(0)
+    G = Generator(cfg)
+    with torch.no_grad():
+        G.train()
+        for _ in range(3):
+            G(**sample_latents(16, cfg))
+    return G.eval()
+
+
+def test_changing_one_grid_cell_changes_only_that_track_and_bar():
+    cfg = get_config("tiny", n_bars=4)
+    G = _trained_ish(cfg)
+    z = sample_latents(2, cfg)
+    with torch.no_grad():
+        grid = G.expand_latents(**z)
+        assert grid.shape == (2, 4, 4, 4 * cfg.z_dim)
+        base = G.decode(grid)
+        edited = grid.clone()
+        edited[1, 2, 3] += torch.randn(4 * cfg.z_dim) * 3   # sample 1, tenor, bar 3
+        out = G.decode(edited)
+    changed = (out - base).abs().amax(dim=(3, 4)) > 1e-6   # (batch, tracks, bars)
+    expected = torch.zeros_like(changed)
+    expected[1, 2, 3] = True
+    assert torch.equal(changed, expected)
+
+
+def test_latent_roles():
+    cfg = get_config("tiny", n_bars=4)
+    G = _trained_ish(cfg)
+    z = sample_latents(1, cfg)
+    with torch.no_grad():
+        base = G.expand_latents(**z)
+        z2 = dict(z, melody=z["melody"].clone())
+        z2["melody"][0, 1] += 2.0                      # alto's melody: only alto cells move
+        d = (G.expand_latents(**z2) - base).abs().amax(-1)[0]
+        assert d[1].gt(0).any() and d[[0, 2, 3]].eq(0).all()
+        z3 = dict(z, chords=z["chords"] + 2.0)        # chords: every track moves
+        d = (G.expand_latents(**z3) - base).abs().amax(-1)[0]
+        assert d.gt(0).any(dim=1).all()
+
+
+def test_gradient_penalty_of_linear_critic():
+    w = torch.randn(4, 2, 16, 84)
+    w = w / w.norm() * 2.0                              # |grad| = 2 everywhere -> gp = (2 - 1)^2
+    critic = lambda x: (x * w).flatten(1).sum(1)        # noqa: E731
+    real, fake = torch.rand(5, 4, 2, 16, 84), torch.rand(5, 4, 2, 16, 84)
+    assert trainer.gradient_penalty(critic, real, fake).item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_train_step_updates_both_networks():
+    cfg = get_config("tiny")
+    G, C = Generator(cfg), Critic(cfg)
+    og = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.9))
+    oc = torch.optim.Adam(C.parameters(), 1e-3, betas=(0.5, 0.9))
+    g0 = [p.clone() for p in G.parameters()]
+    c0 = [p.clone() for p in C.parameters()]
+    real = torch.rand(8, 4, cfg.n_bars, 16, 84) * 2 - 1
+    out = trainer.train_step(G, C, og, oc, lambda: real, cfg, 8, torch.device("cpu"))
+    assert all(torch.isfinite(v) for v in out.values())
+    assert any(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(c0, C.parameters()))
+    assert all(p.requires_grad for p in C.parameters())
+
+
+def test_windows_transpose_within_ranges(npz):
+    w = trainer.Windows(npz, 4, "train", hop=1)
+    assert len(w) == 4 * (6 - 4 + 1)
+    x = w.sample(64, np.random.default_rng(0))
+    assert x.shape == (64, 4, 4, 16, 84)
+    for v, (lo, hi) in enumerate(RANGES):
+        p = np.flatnonzero((x[:, v] > 0).any(axis=(0, 1, 2))) + 24
+        assert p.min() >= lo and p.max() <= hi
+    assert (w.shift_hi > 0).any() and (w.shift_lo < 0).any()
+    valid = trainer.Windows(npz, 2, "valid", hop=2)
+    assert len(valid) == 2 * 3
+
+
+def run_trainer(args):
+    return trainer.main(args + ["--quiet", "--threads", "1"])
+
+
+def test_trainer_checkpoints_resumes_and_logs(npz, tmp_path):
+    out = tmp_path / "run"
+    common = ["--data", str(npz), "--preset", "tiny", "--batch", "4", "--out", str(out), "--checkpoint-every", "2",
+              "--log-every", "1", "--critic-steps", "2"]
+    assert run_trainer(common + ["--steps", "2"]) == 0
+    card = json.loads((out / "last.json").read_text())
+    assert card["step"] == 2 and card["config"]["n_bars"] == 2 and "trained_on" in card
+    assert run_trainer(common + ["--steps", "3"]) == 0   # resumes at 2
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert {"step", "g_loss", "c_loss", "gp", "wall_s"} <= set(rows[0])
+    assert json.loads((out / "last.json").read_text())["step"] == 3
+    # the checkpoint is plain safetensors: it loads without pickle, as the API's generator
+    model = mg.load_generator(out / "last.safetensors")
+    codes = mg.generate(model, mg.random_latents(model, 2, seed=1))
+    assert codes.shape == (2, 4, 2, 16, 84)
+    assert ((codes > 0).sum(-1) <= 1).all()             # monophonic voices
+    # export: generator only, float16
+    from safetensors.torch import load_file
+    dst = trainer.export_generator(out / "last.safetensors", tmp_path / "ship" / "musegan.safetensors",
+                                   {"metrics": {"qn": 0.5}})
+    t = load_file(str(dst))
+    assert all(v.dtype == torch.float16 for v in t.values() if v.is_floating_point())
+    assert not any(k.startswith(("C.", "opt_")) for k in t)
+    assert json.loads(dst.with_suffix(".json").read_text())["metrics"] == {"qn": 0.5}
+    shipped = mg.load_generator(dst)
+    assert mg.generate(shipped, mg.random_latents(shipped, 1)).shape == (1, 4, 2, 16, 84)
+
+
+def test_torchrun_two_processes_gloo(npz, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "composer.training.musegan", "--data", str(npz), "--preset", "tiny", "--batch", "4",
+           "--steps", "2", "--critic-steps", "1", "--out", str(out), "--quiet", "--log-every", "1"]
+    r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "x2" in r.stderr                              # both processes joined
+    card = json.loads((out / "last.json").read_text())
+    assert card["step"] == 2 and card["batch"] == 8 and "x2" in card["trained_on"]
+
+
+def test_load_generator_errors(tmp_path):
+    with pytest.raises(CheckpointError):
+        mg.load_generator(tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    bad.with_suffix(".json").write_text(json.dumps({"config": get_config("tiny").to_dict()}))
+    with pytest.raises(CheckpointError):
+        mg.load_generator(bad)
+
+
+def test_slerp_and_song_latents():
+    a, b = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
+    assert np.allclose(mg.slerp(a, b, 0.0), a) and np.allclose(mg.slerp(a, b, 1.0), b)
+    assert np.allclose(mg.slerp(a, b, 0.5), [[2 ** -0.5, 2 ** -0.5]])   # stays on the circle (lerp would not)
+    cfg = get_config("tiny")
+    model = mg.LoadedGenerator(Generator(cfg).eval(), cfg, {}, None, torch.device("cpu"))
+    z = mg.random_latents(model, 3, seed=0)
+    song = mg.song_latents(z, steps_between=1)
+    assert song["chords"].shape[0] == 5 and np.array_equal(song["melody"][2], z["melody"][1])
+    # randn, not rand: about half the values are negative
+    assert 0.3 < (z["groove"] < 0).mean() < 0.7
+    assert np.abs(mg.random_latents(model, 3, seed=0, truncation=0.5)["style"]).max() <= 0.5
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    cfg = get_config("tiny")
+    G = _trained_ish(cfg)
+    from composer.training.loop import save_checkpoint
+    path = tmp_path_factory.mktemp("ckpt") / "musegan.safetensors"
+    save_checkpoint(path, G.state_dict(), {"model": "musegan", "preset": "tiny", "config": cfg.to_dict()})
+    return path
+
+
+def test_generate_cli_writes_files_and_reproduces_from_latents(tiny_checkpoint, tmp_path):
+    from composer import generate
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert generate.main(["--pieces", "2", "--seed", "3", "--out", str(a), "--checkpoint", str(tiny_checkpoint),
+                          "--truncation", "2"]) == 0
+    for stem in ("piece_01", "piece_02", "song"):
+        assert (a / f"{stem}.mid").stat().st_size > 0
+        assert (a / f"{stem}.png").stat().st_size > 0
+    saved = json.loads((a / "latents.json").read_text())
+    assert np.abs(np.array(saved["melody"])).max() <= 2.0 and len(saved["chords"]) == 2
+    assert generate.main(["--latents", str(a / "latents.json"), "--out", str(b), "--checkpoint",
+                          str(tiny_checkpoint), "--no-audio"]) == 0
+    for stem in ("piece_01", "piece_02", "song"):
+        assert (a / f"{stem}.mid").read_bytes() == (b / f"{stem}.mid").read_bytes()
+    import pretty_midi
+    song = pretty_midi.PrettyMIDI(str(a / "song.mid"))
+    piece = pretty_midi.PrettyMIDI(str(a / "piece_01.mid"))
+    assert len(song.instruments) == 4
+    assert song.get_end_time() > 2 * piece.get_end_time()   # 2 pieces + 1 blended phrase
+
+
+def test_bench_functions_run():
+    from composer import bench_musegan
+    assert bench_musegan.train_iter_seconds("tiny", iters=1, batch=4) > 0
+    assert bench_musegan.generate_ms("tiny", repeats=2) > 0
