@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-chars", type=int, default=3000)
     s.add_argument("--checkpoint", help="checkpoint path without suffix (default: the shipped one)")
     s.add_argument("--no-check", action="store_true", help="skip the validity checks")
+    s.add_argument("--no-guard", action="store_true",
+                   help="plain sampling (by default lines breaking bar lengths or syntax are redrawn)")
     s.add_argument("--json", action="store_true", help="a JSON list of {abc, valid, strict, ...}")
     c = sub.add_parser("check", help="check a tune: valid / strict, first error position")
     c.add_argument("file", help="ABC file ('-' for stdin)")
@@ -73,7 +75,7 @@ def run(args) -> int:
         tunes = api.sample_tunes(args.n, seed=args.seed, check=not args.no_check, meter=args.meter, key=args.key,
                                  unit=args.unit, tune_type=args.tune_type, title=args.title, prefix=prefix,
                                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                 max_chars=args.max_chars, model=model)
+                                 max_chars=args.max_chars, guard=not args.no_guard, model=model)
         if args.json:
             print(json.dumps(tunes, indent=1))
         else:

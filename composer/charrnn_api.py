@@ -24,8 +24,8 @@ from typing import Iterator
 
 import torch
 
-from composer.music.abc import (HEADER_ORDER, TUNE_TYPES, AbcCheck, AbcError, abc_to_musicxml,
-                                abc_to_pretty_midi, check_abc, normalize_key, normalize_type)
+from composer.music.abc import (HEADER_ORDER, TUNE_TYPES, AbcCheck, AbcError, BarTracker, abc_to_musicxml,
+                                abc_to_pretty_midi, check_abc, header_value_ok, normalize_key, normalize_type)
 
 #: The shipped checkpoint (``.safetensors`` + ``.json`` model card).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "charrnn"
@@ -39,8 +39,7 @@ KEYS = ("G", "D", "A", "E", "C", "F", "Bb", "Eb", "Em", "Am", "Bm", "Dm", "Gm", 
         "Gdor", "Amix", "Dmix", "Gmix")
 #: Unit note lengths.
 UNITS = ("1/8", "1/16", "1/4")
-#: Tune types (R: field).
-TUNE_TYPES = TUNE_TYPES
+#: Tune types (R: field): :data:`composer.music.abc.TUNE_TYPES`, re-exported above.
 #: Longest tune written, in characters (the training data's tunes are below 2500).
 MAX_CHARS = 3000
 
@@ -51,11 +50,15 @@ _KEY_RE = re.compile(r"^[A-G][#b]?(m|mix|dor|lyd|phr|loc)?$|^(none|Hp|HP)$")
 
 @dataclass
 class SampleSettings:
-    """Sampling controls. ``temperature`` > 0; ``top_k`` 0 = off; ``top_p`` 1.0 = off."""
+    """Sampling controls. ``temperature`` > 0; ``top_k`` 0 = off; ``top_p`` 1.0 = off;
+    ``guard``: redraw header values and music lines that would break the tune (see
+    :meth:`FolkModel.stream`), at most ``max_tries`` times per line."""
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
     max_chars: int = MAX_CHARS
+    guard: bool = True
+    max_tries: int = 10
 
 
 class FolkModel:
@@ -80,10 +83,10 @@ class FolkModel:
             raise CheckpointError(f"cannot load folk-tune model {self.path}: {e}") from None
         self.model.eval()
         from composer.models.charrnn import Stepper
-        self.stepper = Stepper(self.model)
-        self._lock = threading.Lock()
+        self.stepper = Stepper(self.model)  # plain tensors, no autograd
 
     # ---- low-level -------------------------------------------------------------------
+    @torch.no_grad()
     def _feed(self, text: str, state):
         """Run the model over ``text`` (unknown characters skipped); logits of the last char."""
         ids = self.vocab.encode(text, skip_unknown=True)
@@ -99,6 +102,7 @@ class FolkModel:
         logits, state = self.model(x, state)
         return logits[0, -1], state
 
+    @torch.no_grad()
     def _pick(self, logits, settings: SampleSettings, gen: torch.Generator, allowed: list[int] | None = None) -> int:
         logits = logits.float() / max(settings.temperature, 1e-4)
         if allowed is not None:
@@ -121,93 +125,157 @@ class FolkModel:
     # ---- the tune --------------------------------------------------------------------
     def stream(self, headers: dict | None = None, body_prefix: str = "", seed: int = 0,
                settings: SampleSettings | None = None) -> Iterator[str]:
-        """Write one tune, yielding pieces of text as they are decided (forced text in one
-        piece, sampled text a character at a time). Concatenated, the pieces are the tune.
+        """Write one tune, yielding the whole text written so far after each character.
+
+        With ``settings.guard`` (the default) every header value and every line of music is
+        drawn again (same model, same temperature, from the state at the start of the
+        line) when it would break the tune: an unreadable M:/L:/K: value, a bar longer or
+        shorter than the meter allows (see :class:`composer.music.abc.BarTracker`),
+        unbalanced chords or quotes. This is rejection sampling: what comes out is the
+        model's distribution restricted to well-formed lines. A line that fails
+        ``settings.max_tries`` times is kept as it is, so the text shown may briefly lose
+        a line being redrawn.
         """
         settings = settings or SampleSettings()
         headers = dict(headers or {})
         gen = torch.Generator().manual_seed(int(seed))
         v = self.vocab
         nl = v.index["\n"]
-        with self._lock, torch.inference_mode():
-            state = None
-            written = []
+        not_nl = [i for i in range(len(v)) if i != nl]
+        # No lock and no grad-mode context around the yields: a generator may be resumed
+        # from another thread or dropped half-way (the UI's Stop); the model is only read
+        # and every step runs without autograd.
+        text = ""
+        state = None
+        logits = None
 
-            def force(text):
-                nonlocal logits, state
-                out_logits, state = self._feed(text, state)
-                if out_logits is not None:
-                    logits = out_logits
-                written.append(text)
-                return text
+        def force(piece):
+            nonlocal logits, state, text
+            out_logits, state = self._feed(piece, state)
+            if out_logits is not None:
+                logits = out_logits
+            text += piece
 
-            def sample_line(limit=80):
-                nonlocal logits, state
-                for _ in range(limit):
-                    i = self._pick(logits, settings, gen)
-                    c = v.chars[i]
-                    logits, state = self.stepper(i, state)
-                    written.append(c)
-                    yield c
-                    if c == "\n":
-                        return
-                written.append("\n")
-                logits, state = self._feed("\n", state)
-                yield "\n"
+        def sample_line(limit, allow_empty=True, stop_on_blank=False, abort=None):
+            """Sample characters up to and including a newline; yields the text so far.
+            Returns the line (without the newline), None at a blank line, or False when
+            ``abort(line so far)`` said so at a bar line (the line is then unfinished)."""
+            nonlocal logits, state, text
+            line = ""
+            marks = []  # (logits, state, text, line) after each accepted bar line
+            fails = 0
+            for _ in range(limit):
+                i = self._pick(logits, settings, gen, None if (line or allow_empty) else not_nl)
+                c = v.chars[i]
+                if c == "\n" and not line and stop_on_blank:
+                    return None
+                if c == "|" and abort is not None and abort(line):
+                    # the bar just closed (or the one before it, whose bar line is only now
+                    # complete) is wrong: draw again from the start of the bar before it
+                    if len(marks) >= 2 and fails < 4:
+                        fails += 1
+                        logits, state, text, line = marks[-2]
+                        del marks[-1:]
+                        yield text
+                        continue
+                    return False
+                logits, state = self.stepper(i, state)
+                if c == "\n":
+                    text += c
+                    return line
+                line += c
+                text += c
+                if c == "|" and abort is not None:
+                    marks.append((logits, state, text, line))
+                yield text
+            logits, state = self.stepper(nl, state)
+            text += "\n"
+            return line
 
-            logits = None
-            yield force("X:1\n")
-            fields = [f for f in HEADER_ORDER if f != "X"]
-            pending = None  # a field letter the model chose at a line start
-            for f in fields:
-                if f in headers:
-                    if pending is not None and pending != f:
-                        continue  # model already moved past an optional field
-                    yield force((f if pending is None else "") + f":{headers[f]}\n")
-                    pending = None
+        def guarded_line(check, limit, early=False, **kw):
+            """A line drawn again (up to max_tries) until ``check(line)`` accepts it; with
+            ``early`` a line is given up at the first bar line where it already fails."""
+            nonlocal logits, state, text
+            saved = (logits, state, text)
+            tries = max(1, settings.max_tries)
+            for attempt in range(tries):
+                abort = (lambda part: not check(part)) if early and settings.guard and attempt + 1 < tries else None
+                line = yield from sample_line(limit, abort=abort, **kw)
+                if line is False:
+                    logits, state, text = saved
                     continue
+                if line is None or not settings.guard or check(line):
+                    return line
+                if attempt + 1 < settings.max_tries:
+                    logits, state, text = saved
+            return line
+
+        force("X:1\n")
+        yield text
+        fields = [f for f in HEADER_ORDER if f != "X"]
+        pending = None  # a field letter the model chose at a line start
+        for f in fields:
+            if f in headers and headers[f] is None:
+                continue  # a field the user's header leaves out
+            if f in headers:
                 if pending is not None and pending != f:
                     continue
-                if f == "R" and pending is None:
-                    nxt = next(g for g in fields[fields.index("R") + 1:])
-                    choices = [v.index[c] for c in ("R", nxt) if c in v.index]
-                    c = v.chars[self._pick(logits, settings, gen, choices)]
-                    yield force(c)
-                    if c != "R":
-                        pending = c
-                        continue
-                    yield force(":")
-                elif pending == f:
-                    yield force(":")
-                    pending = None
-                else:
-                    yield force(f + ":")
-                yield from sample_line()
-            # the body
-            if body_prefix:
-                body_prefix = body_prefix.strip("\n") + "\n" if body_prefix.endswith("\n") else body_prefix.strip("\n")
-                yield force(body_prefix)
-            n = sum(map(len, written))
-            prev = written[-1][-1:] if written else ""
-            not_nl = [i for i in range(len(v)) if i != nl]
-            body_chars = len(body_prefix.strip())
-            while n < settings.max_chars:
-                i = self._pick(logits, settings, gen, None if body_chars else not_nl)
-                body_chars += 1
-                if i == nl and prev == "\n":
-                    break  # blank line: end of tune
-                c = v.chars[i]
-                logits, state = self.stepper(i, state)
-                n += 1
-                prev = c
-                yield c
-            if prev != "\n":
-                yield "\n"
+                force((f if pending is None else "") + f":{headers[f]}\n")
+                pending = None
+                yield text
+                continue
+            if pending is not None and pending != f:
+                continue
+            if f == "R" and pending is None:
+                nxt = fields[fields.index("R") + 1]
+                choices = [v.index[c] for c in ("R", nxt) if c in v.index]
+                c = v.chars[self._pick(logits, settings, gen, choices)]
+                force(c)
+                if c != "R":
+                    pending = c
+                    continue
+                force(":")
+            elif pending == f:
+                force(":")
+                pending = None
+            else:
+                force(f + ":")
+            yield text
+            yield from guarded_line(lambda value, f=f: header_value_ok(f, value), 80, allow_empty=False)
+        # the body
+        meter = re.search(r"^M:(.*)$", text, flags=re.M)
+        unit = re.search(r"^L:(.*)$", text, flags=re.M)
+        tracker = BarTracker(meter.group(1) if meter else "none", unit.group(1) if unit else "1/8")
+        if body_prefix:
+            lines = body_prefix.split("\n")
+            for complete in lines[:-1]:
+                tracker.commit(complete)
+            force(body_prefix)
+            yield text
+            if lines[-1]:  # an unfinished line: the model completes it
+                head = lines[-1]
+                line = yield from guarded_line(lambda l: tracker.check(head + l)[0], settings.max_chars)
+                tracker.commit(head + (line or ""))
+        n_lines = 0
+        while len(text) < settings.max_chars:
+            line = yield from guarded_line(lambda l: tracker.check(l)[0], settings.max_chars - len(text) + 1,
+                                           early=True, allow_empty=n_lines > 0, stop_on_blank=n_lines > 0)
+            if line is None:
+                break  # a blank line: the end of the tune
+            tracker.commit(line)
+            n_lines += 1
+            yield text
+        if not text.endswith("\n"):
+            text += "\n"
+        yield text
 
     def sample(self, headers: dict | None = None, body_prefix: str = "", seed: int = 0,
                settings: SampleSettings | None = None) -> str:
         """One tune as text (see :meth:`stream`)."""
-        return "".join(self.stream(headers, body_prefix, seed, settings))
+        text = ""
+        for text in self.stream(headers, body_prefix, seed, settings):
+            pass
+        return text
 
 
 _MODELS: dict[str, FolkModel] = {}
@@ -246,7 +314,8 @@ def build_headers(meter: str | None = None, key: str | None = None, unit: str | 
     Returns
     -------
     headers : dict
-        Field letter -> value, only the fields to force.
+        Field letter -> value, only the fields to force; ``None`` for a field to leave
+        out (R: when the prefix has a complete header without one).
     body : str
         Music to force after the K: line.
 
@@ -268,18 +337,17 @@ def build_headers(meter: str | None = None, key: str | None = None, unit: str | 
                 headers[m.group(1)] = m.group(2)
             i += 1
             if m.group(1) == "K":
+                headers.setdefault("R", None)  # a complete header without R: keeps none
                 break
         body = "\n".join(lines[i:]).strip("\n")
         if body and prefix.endswith("\n"):
             body += "\n"
-        if "K" not in headers and i < len(lines) and headers and not body:
-            pass
     for f, value in (("M", meter), ("K", key), ("L", unit), ("R", tune_type), ("T", title)):
         if value is not None and str(value).strip():
             headers[f] = str(value).strip()
     if "T" in headers:
         headers["T"] = " ".join(headers["T"].split())
-    if "R" in headers:
+    if headers.get("R"):
         headers["R"] = normalize_type(headers["R"])
     if "M" in headers:
         headers["M"] = headers["M"].replace(" ", "")
@@ -299,7 +367,7 @@ def build_headers(meter: str | None = None, key: str | None = None, unit: str | 
 
 def stream_tune(meter=None, key=None, unit=None, tune_type=None, title=None, prefix=None, seed: int = 0,
                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, max_chars: int = MAX_CHARS,
-                model: FolkModel | None = None) -> Iterator[str]:
+                guard: bool = True, model: FolkModel | None = None) -> Iterator[str]:
     """Write one tune, yielding the whole text so far after each step (for a live view).
 
     Parameters
@@ -316,6 +384,9 @@ def stream_tune(meter=None, key=None, unit=None, tune_type=None, title=None, pre
         Nucleus sampling: keep the smallest set with this probability mass (1.0 = off).
     max_chars : int
         Stop after this many characters.
+    guard : bool
+        Redraw lines that would break the tune (bar lengths, unreadable headers); the
+        text yielded may then lose the line being redrawn. False: plain sampling.
     model : FolkModel, optional
         Default :func:`load` ().
 
@@ -326,13 +397,13 @@ def stream_tune(meter=None, key=None, unit=None, tune_type=None, title=None, pre
     """
     headers, body = build_headers(meter, key, unit, tune_type, title, prefix)
     settings = _settings(temperature, top_k, top_p, max_chars)
+    settings.guard = bool(guard)
     model = model or load()
     text = ""
     last = 0.0
-    for piece in model.stream(headers, body, seed, settings):
-        text += piece
+    for text in model.stream(headers, body, seed, settings):
         now = time.monotonic()
-        if now - last > 0.03 or "\n" in piece:  # ~30 updates per second at most
+        if now - last > 0.03:  # ~30 updates per second at most
             last = now
             yield text
     yield text

@@ -39,11 +39,12 @@ class LoadedGenerator:
     device: torch.device
 
 
-def load_generator(path=None, device: str | torch.device = "cpu") -> LoadedGenerator:
+def load_generator(path=None, device: str | torch.device = "cpu", weights: str = "ema") -> LoadedGenerator:
     """Load a generator from a shipped checkpoint or a training ``last.safetensors`` (its EMA weights).
 
     Raises :class:`CheckpointError` with a one-line reason when the file is missing or
-    does not fit the model. Weights are read with safetensors, never pickle.
+    does not fit the model. Weights are read with safetensors, never pickle. ``weights="raw"``
+    picks a training checkpoint's current generator instead of its moving average.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -63,7 +64,9 @@ def load_generator(path=None, device: str | torch.device = "cpu") -> LoadedGener
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path.name} is not a readable safetensors file ({exc})") from None
-    if any(k.startswith("G_ema.") for k in tensors):  # a training checkpoint: use the EMA weights
+    if weights == "raw" and any(k.startswith("G.") for k in tensors):  # a training checkpoint's raw weights
+        tensors = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
+    elif any(k.startswith("G_ema.") for k in tensors):  # a training checkpoint: use the EMA weights
         tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("G_ema.")}
     elif any(k.startswith("G.") for k in tensors):
         tensors = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}

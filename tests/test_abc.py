@@ -126,3 +126,45 @@ def test_conversions():
     assert "<score-partwise" in xml and "<step>G</step>" in xml
     with pytest.raises(abc.AbcError):
         abc.abc_to_pretty_midi("X:1\nT:x\n")
+
+
+def test_bar_tracker_accepts_real_lines(folk):
+    import re
+    total = rejected = 0
+    for tune in folk.val[:150]:
+        lines = tune.rstrip("\n").split("\n")
+        k = next(i for i, l in enumerate(lines) if l.startswith("K:"))
+        tracker = abc.BarTracker(re.search(r"^M:(.*)$", tune, re.M).group(1),
+                                 re.search(r"^L:(.*)$", tune, re.M).group(1))
+        for line in lines[k + 1:]:
+            total += 1
+            rejected += not tracker.check(line)[0]
+            tracker.commit(line)
+    assert rejected / total < 0.06  # ~3 % of real lines have a wrong bar (the strict check agrees)
+
+
+@pytest.mark.parametrize("line, ok", [
+    ("GAB c2d|e3 d2B|GAB cBA|G3 G2:|", True),
+    ("D|GAB c2d|", True),                      # pickup
+    ("GAB c2d|e3 d2B c2|", False),             # too long
+    ("GAB c2d|e3|GAB cBA|", False),            # too short in the middle
+    ("(3GAB c2d e|(3GAB c2 d|", False),      # a triplet takes two eighths: the second bar is short
+    ("GAB c2d|[1 G3 G2:|[2 G3 z3|]", True),  # endings
+    ("{ga}G>AB c2d|e3 d2B|", True),            # graces count for nothing; broken rhythm keeps the sum
+    ("[GB]3 [Ac]3|", True),
+    ("GAB [c2d|", False),                      # unclosed chord
+    ("GAB \"G c2d|", False),                   # unclosed quote
+])
+def test_bar_tracker_lines(line, ok):
+    tracker = abc.BarTracker("6/8", "1/8")
+    assert tracker.check(line)[0] is ok
+
+
+def test_bar_tracker_carries_bars_across_lines():
+    tracker = abc.BarTracker("2/4", "1/8")
+    assert tracker.check("GABc|dedB|de")[0]
+    tracker.commit("GABc|dedB|de")
+    assert tracker.check("dB|G4|]")[0]
+    assert not tracker.check("dBA|G4|]")[0]
+    assert abc.header_value_ok("M", "6/8") and not abc.header_value_ok("M", "7/x")
+    assert abc.header_value_ok("K", "Ador") and not abc.header_value_ok("K", "DmED")

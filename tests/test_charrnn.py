@@ -117,6 +117,9 @@ def test_sampling_prefix_seed_and_stream(tiny_run):
     a = api.generate_tune(model=model, seed=3, prefix=prefix)
     assert "\nM:6/8\n" in a and "\nK:D\nA|dfa afd|" in a
     assert a == api.generate_tune(model=model, seed=3, prefix=prefix)
+    full = "X:1\nT:Mine\nM:C|\nL:1/8\nK:G\nGABc dedB|"
+    for seed in range(3):  # a complete header is kept as it is (no R: added)
+        assert api.generate_tune(model=model, seed=seed, prefix=full).startswith(full)
     steps = list(api.stream_tune(model=model, seed=3, prefix=prefix))
     assert steps[-1] == a and all(a.startswith(s) for s in steps)
     # the model learnt the two tunes: at a low temperature it writes a valid one
@@ -161,3 +164,19 @@ def test_shipped_checkpoint():
     model = api.load()
     text = api.generate_tune(model=model, seed=0, meter="6/8", key="G", tune_type="jig")
     assert text.startswith("X:1\n") and "\nR:jig\nM:6/8\n" in text and "\nK:G\n" in text
+
+
+def test_guard_redraws_broken_lines(tiny_run):
+    """A model that knows two tunes writes, with the guard, only lines the bar tracker accepts."""
+    from composer.music.abc import BarTracker
+    run, _ = tiny_run
+    model = api.FolkModel(run / "charrnn")
+    for seed in range(3):
+        text = api.generate_tune(model=model, seed=seed, temperature=1.5, meter="6/8", unit="1/8", max_chars=400)
+        body = text.split("\nK:", 1)[1].split("\n")[1:]
+        tracker = BarTracker("6/8", "1/8")
+        bad = 0
+        for line in [l for l in body if l]:
+            bad += not tracker.check(line)[0]
+            tracker.commit(line)
+        assert bad <= 1  # a line is kept as it is only after max_tries failed draws

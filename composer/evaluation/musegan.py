@@ -32,9 +32,9 @@ def model_codes(model, n: int, seed: int = 0, truncation: float | None = None) -
 
 
 def evaluate(checkpoint=None, n: int = 1000, seed: int = 0, truncation: float | None = None,
-             data: str = "bach") -> dict:
+             data: str = "bach", weights: str = "ema") -> dict:
     from composer import musegan_api as mg
-    model = mg.load_generator(checkpoint)
+    model = mg.load_generator(checkpoint, weights=weights)
     ref = reference_codes(model.config.n_bars, data)
     return {"model": metrics.evaluate(model_codes(model, n, seed, truncation)),
             "reference": metrics.evaluate(ref)}
@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--truncation", type=float, default=None)
     p.add_argument("--data", default="bach", help="reference data (its validation split)")
+    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
+                   help="for a training checkpoint: its moving-average (default) or current generator")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    res = evaluate(args.checkpoint, args.n, args.seed, args.truncation, args.data)
+    res = evaluate(args.checkpoint, args.n, args.seed, args.truncation, args.data, args.weights)
     model, ref = _round(res["model"]), _round(res["reference"])
     if args.json:
         print(json.dumps({"model": model, "reference": ref}))

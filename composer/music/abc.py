@@ -439,9 +439,6 @@ def _parse_music21(tune: str, messages: list | None = None):
     return s
 
 
-_BAR_TOKEN_RE = re.compile(r"(\[\||\|\]|::|:*\|+:*|\|?\[?\d(?:[,-]\d)*)")
-
-
 def _bar_segments(lines: list[str], body_start: int) -> list[tuple[int, int]]:
     """(line, column) of the start of every bar in the body that holds a note or rest."""
     segments = []
@@ -452,17 +449,14 @@ def _bar_segments(lines: list[str], body_start: int) -> list[tuple[int, int]]:
         clean = re.sub(r'"[^"]*"', lambda m: " " * len(m.group(0)), line.split("%", 1)[0])
         clean = re.sub(r"![^!]*!|\{[^}]*\}|\[[A-Za-z]:[^\]]*\]",
                        lambda m: " " * len(m.group(0)), clean)
-        pos, start = 0, 0
+        start = 0
         for m in re.finditer(r"\[\||\|\]|::|:*\|+:*|\|\d|\[\d", clean):
             seg = clean[start:m.start()]
             if re.search(r"[A-Ga-gzx]", seg):
                 segments.append((li + 1, start + 1 + (len(seg) - len(seg.lstrip()))))
             start = m.end()
-            pos = m.end()
         seg = clean[start:]
         if re.search(r"[A-Ga-gzx]", seg):
-            if segments and segments[-1][0] == li + 1 - 1 and False:
-                pass
             segments.append((li + 1, start + 1 + (len(seg) - len(seg.lstrip()))))
     return segments
 
@@ -771,7 +765,7 @@ class BarTracker:
                 i = j + 1
             elif c == "{":
                 j = s.find("}", i + 1)
-                if j < 0 or not re.fullmatch(r"[\^_=A-Ga-g,'/0-9 ]*", s[i + 1:j]):
+                if j < 0 or not re.fullmatch(r"[\^_=A-Ga-g,'/0-9 ~.HIKLMNOPQRSTUVhklmnorstuvw]*", s[i + 1:j]):
                     raise ValueError("bad grace notes")
                 i = j + 1
             elif c in "<>":
@@ -797,7 +791,7 @@ class BarTracker:
                     continue
                 if i + 1 < n and (s[i + 1].isdigit() or s[i + 1] == "|"):
                     # an ending [1 or the bar line [|
-                    m = re.match(r"\[\|?[\]:|]*|\[\d+(?:[,-]\d+)*", s[i:])
+                    m = re.match(r"\[\d+(?:[,-]\d+)*|\[\|[\]:|]*", s[i:])
                     tok = m.group(0)
                     if tok.startswith("[|"):
                         segs.append((cur + sum(durations, Fraction(0)), opening, tok, has_music))
@@ -833,15 +827,13 @@ class BarTracker:
                 if bar is not None:
                     add(bar * d)
                 i = k
-            elif c in "|:]" or (c.isdigit() and i > 0 and s[i - 1] in "|:"):
+            elif c in "|:]" or (c.isdigit() and (i == 0 or s[i - 1] in "|:")):
                 m = re.match(r"[|:\]\[]+(?:\d+(?:[,-]\d+)*)?", s[i:]) if not c.isdigit() else re.match(r"\d+", s[i:])
                 tok = m.group(0)
                 if c.isdigit():
                     opening = (opening or "") + tok
                     i += len(tok)
                     continue
-                if tok in (":", "::") and not durations and tok == ":":
-                    raise ValueError("stray colon")
                 segs.append((cur + sum(durations, Fraction(0)), opening, tok, has_music))
                 cur, durations, has_music, last_note, opening = Fraction(0), [], False, None, tok
                 i += len(tok)
@@ -927,11 +919,16 @@ class BarTracker:
             self.carry, self.carry_special = Fraction(0), True
 
 
+#: Meters a sampled tune may get (those of at least 3 corpus tunes, and 2/2).
+COMMON_METERS = ("C|", "C", "2/2", "2/4", "3/4", "4/4", "6/8", "9/8", "12/8", "3/8", "6/4", "3/2")
+
+
 def header_value_ok(field_letter: str, value: str) -> bool:
-    """Is ``value`` a usable M:, L: or K: value (other fields: any non-empty text)?"""
+    """Is ``value`` a usable M:, L: or K: value for a sampled tune (M: one of
+    :data:`COMMON_METERS`; other fields: any non-empty text)?"""
     v = value.strip()
     if field_letter == "M":
-        return v in ("C", "C|", "none") or meter_length(v) is not None
+        return v in COMMON_METERS
     if field_letter == "L":
         return bool(re.fullmatch(r"1/(1|2|4|8|16|32|64)", v))
     if field_letter == "K":

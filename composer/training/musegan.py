@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import json
 import math
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ import torch.nn as nn
 from composer.metrics import VOICE_RANGES, pitch_offset_default
 from composer.models.musegan import PRESETS, Critic, Generator, MuseGANConfig, get_config, sample_latents
 from composer.training.loop import (Dist, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
-                                    optimizer_tensors, prefixed, save_checkpoint, unprefixed)
+                                    optimizer_tensors, prefixed, read_jsonl, save_checkpoint, unprefixed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
 
     log = JsonlLog(out / "log.jsonl", enabled=d.main)
+    if d.main and step and log.path.exists():
+        # rows written after the checkpoint we resume from are about to be redone: drop them
+        rows = [r for r in read_jsonl(log.path) if r.get("step", 0) <= step]
+        log.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if d.main:
         print(f"MuseGAN {args.preset} ({cfg.n_bars} bars): {len(data)} training windows from {data.songs} songs; "
               f"device {device}{' x%d' % d.world if d.enabled else ''}, {'bf16' if bf16 else 'fp32'}, "

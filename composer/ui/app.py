@@ -7,7 +7,7 @@ import os
 import gradio as gr
 
 from composer.music.midi import MAX_MIDI_BYTES
-from composer.ui import compose, player
+from composer.ui import compose, player, train
 
 TITLE = "Composer"
 INTRO = ("# Composer\nA music studio for small generative models, running on this machine "
@@ -22,6 +22,8 @@ def build_app() -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Compose", id="compose"):
                 hooks.append(compose.build())
+            with gr.Tab("Train", id="train"):
+                train.build()
             with gr.Tab("Player", id="player"):
                 player.build()
         for hook in hooks:

@@ -1,0 +1,55 @@
+"""A real browser (Debian chromium through Playwright) moves a Compose slider and hears/sees the change.
+
+The screenshot is kept as a test artefact in artifacts/compose_slider.png.
+"""
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_compose import small_ckpt  # noqa: F401  (the same small checkpoint fixture)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it)")
+def test_slider_changes_piano_roll_and_audio(small_ckpt):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    from composer.ui import compose
+    from composer.ui.app import build_app
+    compose.MODEL.use(small_ckpt)
+    demo = build_app()
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(demo.local_url)
+
+            def roll_src():
+                return page.locator("img[src*='composition.png']").first.get_attribute("src")
+
+            def audio_src():  # the audio player's file (its download link), new for every render
+                return page.locator("a[href*='composition.wav']").first.get_attribute("href")
+
+            page.wait_for_selector("img[src*='composition.png']", timeout=60_000)
+            page.wait_for_selector("a[href*='composition.wav']", state="attached", timeout=30_000)
+            before_roll, before_audio = roll_src(), audio_src()
+            slider = page.get_by_label("range slider for", exact=False).nth(3)  # the first Style slider
+            box = slider.bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+            deadline = time.time() + 30
+            while time.time() < deadline and (roll_src() == before_roll or audio_src() == before_audio):
+                time.sleep(0.25)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "compose_slider.png"))
+            assert float(slider.input_value()) > 1.5
+            assert roll_src() != before_roll, "the piano roll did not change"
+            assert audio_src() != before_audio, "the audio did not change"
+            browser.close()
+    finally:
+        demo.close()
