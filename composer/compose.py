@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,13 +117,23 @@ def _ridge_directions(x: np.ndarray, y: np.ndarray, lam: float = 1.0) -> np.ndar
     return w.T
 
 
-def _orthonormal(rows: np.ndarray) -> np.ndarray:
-    """Gram-Schmidt in row order: the first feature keeps its direction exactly."""
+def _orthonormal(rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Gram-Schmidt in row order: the first feature keeps its direction exactly.
+
+    A row that regression left empty (a feature that never varies, e.g. every note the same
+    length) becomes a random direction orthogonal to the others, so every slider still moves
+    the music; it is then named "direction k" because its effect is measured, not assumed.
+    """
+    rng = np.random.default_rng(seed)
     out = []
-    for r in rows.astype(np.float64):
-        for o in out:
-            r = r - (r @ o) * o
-        out.append(r / (np.linalg.norm(r) + 1e-12))
+    for r in np.nan_to_num(rows.astype(np.float64)):
+        for _ in range(2):
+            for o in out:
+                r = r - (r @ o) * o
+            if np.linalg.norm(r) > 1e-6:
+                break
+            r = rng.standard_normal(rows.shape[1])
+        out.append(r / np.linalg.norm(r))
     return np.asarray(out, np.float32)
 
 
@@ -142,26 +153,30 @@ def measure_directions(generator, n: int = 256, seed: int = 0) -> Directions:
     grid = generator.expand_latents(lat["chords"], lat["style"], lat["melody"], lat["groove"])  # (n,T,N,4z)
     codes = float_to_codes(generator.decode(grid).float().numpy(), monophonic=True)
     feats = cell_features(codes, 24)  # (n, T, N, 3)
-    # each level's units (rows) and the features of what they control
-    with np.errstate(all="ignore"):
+    # each level's units (rows) and the features of what they control (silent cells are NaN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         unit = {
             "style": (lat["style"].numpy(), np.nanmean(feats, axis=(1, 2))),
             "groove": (lat["groove"].numpy().reshape(n * T, z), np.nanmean(feats, axis=2).reshape(n * T, 3)),
             "chords": (grid[:, 0, :, :z].numpy().reshape(n * N, z), np.nanmean(feats, axis=1).reshape(n * N, 3)),
             "melody": (grid[..., 2 * z:3 * z].numpy().reshape(n * T * N, z), feats.reshape(n * T * N, 3)),
         }
-    feat_std = np.nanstd(feats.reshape(-1, 3), axis=0) + 1e-8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        feat_std = np.nan_to_num(np.nanstd(feats.reshape(-1, 3), axis=0)) + 1e-8
     vectors, scales, effects, names = {}, {}, {}, {}
     for level, (x, y) in unit.items():
         d = _orthonormal(_ridge_directions(x.astype(np.float64), y))
         vectors[level] = d
-        scales[level] = (x @ d.T).std(axis=0).astype(np.float32)
+        scales[level] = np.maximum((x @ d.T).std(axis=0), 1e-3).astype(np.float32)
         eff = []
         for i in range(len(FEATURES)):
             step = torch.from_numpy(d[i] * scales[level][i])
             up, down = _shifted_features(generator, lat, grid, level, step, +1), \
                 _shifted_features(generator, lat, grid, level, step, -1)
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 eff.append(np.nanmean((up - down) / 2, axis=tuple(range(up.ndim - 1))) / feat_std)
         effects[level] = np.asarray(eff, np.float32)  # (direction, feature)
         names[level] = [FEATURES[i] if effects[level][i, i] >= NAMED_EFFECT else f"direction {i + 1}"
@@ -577,6 +592,8 @@ def bench(n: int = 40) -> dict:
 
     Measured through :func:`composer.ui.compose.render_state`, the function the UI calls.
     """
+    from composer.device import use_interactive_threads
+    use_interactive_threads()  # as the app runs
     try:
         comp = load_composer()
     except CheckpointError:

@@ -13,3 +13,13 @@ def pick_device(preference: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def use_interactive_threads(n: int = 1) -> None:
+    """Run torch on ``n`` threads for interactive, batch-1 inference (the app does this).
+
+    A batch-1 MuseGAN decode takes ~1 ms on one thread; with two OpenMP threads on a busy
+    2-core machine (a training run, FluidSynth) the threads spin-wait on each other and the
+    same call took 400 ms (measured). Training sets its own thread count.
+    """
+    torch.set_num_threads(n)

@@ -203,3 +203,19 @@ def test_tab_restores_from_latents_json_with_midi_and_wav(client, comp):
 def test_tab_bad_latents_message(client):
     with pytest.raises(Exception, match="not a Composer latents file"):
         client.predict('{"hello": 1}', api_name="/compose_from_latents")
+
+
+def test_two_users_keep_their_own_music(client):
+    """Each browser session has its own state: one user's edits never reach the other."""
+    from gradio_client import Client
+    other = Client(client.src, verbose=False)
+    a = client.predict(101, 4, 90, 0, *INSTRUMENTS, api_name="/compose_new")
+    b = other.predict(202, 4, 90, 0, *INSTRUMENTS, api_name="/compose_new")
+    assert "Seed 101" in a[3] and "Seed 202" in b[3]
+    # user B re-rolls the whole piece; user A then edits a cell: A's piece is still seed 101's
+    other.predict(api_name="/compose_reroll_all")
+    a2 = client.predict("Tenor", "2", api_name="/compose_reroll_cell")
+    assert "Seed 101" in a2[3]
+    before = _notes_by_cell(next(f for f in a[-1] if f.endswith(".mid")))
+    after = _notes_by_cell(next(f for f in a2[-1] if f.endswith(".mid")))
+    assert {k for k in set(before) | set(after) if before.get(k) != after.get(k)} <= {(2, 1)}

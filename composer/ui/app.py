@@ -6,6 +6,7 @@ import os
 
 import gradio as gr
 
+from composer.device import use_interactive_threads
 from composer.music.midi import MAX_MIDI_BYTES
 from composer.ui import compose, player, train
 
@@ -16,6 +17,7 @@ INTRO = ("# Composer\nA music studio for small generative models, running on thi
 
 def build_app() -> gr.Blocks:
     """Build the Blocks app (not launched)."""
+    use_interactive_threads()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO)
         hooks = []
