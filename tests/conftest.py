@@ -40,3 +40,19 @@ def run_cli(*args, env=None, timeout=300):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "composer", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, env=e, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def app_client():
+    """A gradio_client Client on the whole app, launched inside the test on a free local port."""
+    from gradio_client import Client
+
+    from composer.ui.app import build_app
+    demo = build_app()
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, show_error=True)
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        from composer.jobs import JOBS
+        JOBS.stop()
+        demo.close()

@@ -1,17 +1,10 @@
 """The Folk tunes tab through gradio_client: headers honoured, live edit, invalid edits keep the last rendering."""
 import pytest
-from gradio_client import Client
 
 
 @pytest.fixture(scope="module")
-def client():
-    from composer.ui.app import build_app
-    demo = build_app()
-    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    try:
-        yield Client(demo.local_url, verbose=False)
-    finally:
-        demo.close()
+def client(app_client):
+    return app_client
 
 
 def test_write_a_tune_with_asked_headers(client):

@@ -1,20 +1,14 @@
 """The Player tab through gradio_client against the app launched in the test."""
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 from composer.audio import read_wav
 
 
 @pytest.fixture(scope="module")
-def client():
-    from composer.ui.app import build_app
-    demo = build_app()
-    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
-    try:
-        yield Client(demo.local_url, verbose=False)
-    finally:
-        demo.close()
+def client(app_client):
+    return app_client
 
 
 def test_render_midi_gives_roll_audio_and_downloads(client, example_midi):

@@ -8,7 +8,6 @@ import zipfile
 
 import pretty_midi
 import pytest
-from gradio_client import Client
 
 from composer.errors import DataError
 from composer.jobs import prepare_upload
@@ -18,16 +17,8 @@ LABEL = "MuseGAN (four-voice chorales)"
 
 
 @pytest.fixture(scope="module")
-def client():
-    from composer.ui.app import build_app
-    demo = build_app()
-    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, show_error=True)
-    try:
-        yield Client(demo.local_url, verbose=False)
-    finally:
-        from composer.jobs import JOBS
-        JOBS.stop()
-        demo.close()
+def client(app_client):
+    return app_client
 
 
 def _wait(client, until, timeout=240):

@@ -6,7 +6,7 @@ import pretty_midi
 import pytest
 import torch
 
-from composer.compose import Composer, ComposeState, LatentsError, cell_features
+from composer.compose import ComposeState, LatentsError, cell_features
 from composer.models.musegan import Generator, get_config
 from composer.music.pianoroll import HOLD, ONSET
 

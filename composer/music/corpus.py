@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from composer.music.pianoroll import (N_PITCHES, PITCH_OFFSET, STEPS_PER_BAR, STEPS_PER_BEAT, MultiTrackRoll,
+from composer.music.pianoroll import (N_PITCHES, PITCH_OFFSET, STEPS_PER_BEAT, MultiTrackRoll,
                                       codes_from_notes)
 
 #: The four chorale voices, their General MIDI programs (a string quartet) and names.
