@@ -38,26 +38,33 @@ class TrainingBusyError(ComposerError):
 class Trainable:
     """How to train one model from the app."""
 
-    key: str                 # `python -m composer train KEY`
+    key: str                     # unique name in the app
     label: str
-    builtin: str             # --data value for the built-in corpus
+    cli: tuple[str, ...]         # `python -m composer train ...` words before the options
+    builtin: str                 # --data value for the built-in corpus
     extensions: tuple[str, ...]  # files a user may upload as data
-    checkpoint: str          # file the trainer writes periodically in --out
-    every_flag: str          # its option for "checkpoint every N steps"
-    default_steps: int
-    default_batch: int
-    loss_keys: tuple[str, ...]
+    checkpoint: str              # file the trainer rewrites periodically in --out (progress, resume)
+    every_flag: str              # its option for "checkpoint / evaluate every N steps"
+    quiet_flag: str              # its option for "no progress bar"
+    loss_keys: tuple[str, ...]   # log fields drawn as curves
+    best_file: str | None = None  # the shippable model the trainer writes itself (None: export from checkpoint)
 
 
 TRAINABLES = {
-    "musegan": Trainable("musegan", "MuseGAN (four-voice chorales)", "bach", (".mid", ".midi"), "last.safetensors",
-                         "--checkpoint-every", 2000, 64, ("g_loss", "c_loss", "gp")),
+    "musegan": Trainable("musegan", "MuseGAN (four-voice chorales)", ("musegan",), "bach", (".mid", ".midi"),
+                         "last.safetensors", "--checkpoint-every", "--quiet", ("g_loss", "c_loss", "gp")),
+    "notes-lstm": Trainable("notes-lstm", "Continue: note/chord LSTM", ("notes", "--arch", "lstm"), "all",
+                            (".mid", ".midi"), "last.safetensors", "--eval-every", "--no-tqdm", ("loss", "val"),
+                            best_file="notes_lstm.safetensors"),
+    "notes-wavenet": Trainable("notes-wavenet", "Continue: note/chord WaveNet", ("notes", "--arch", "wavenet"), "all",
+                               (".mid", ".midi"), "last.safetensors", "--eval-every", "--no-tqdm", ("loss", "val"),
+                               best_file="notes_wavenet.safetensors"),
 }
 
 
 def available_trainables() -> dict[str, Trainable]:
     from composer.cli import has_module
-    return {k: v for k, v in TRAINABLES.items() if has_module(f"composer.training.{k}")}
+    return {k: v for k, v in TRAINABLES.items() if has_module(f"composer.training.{v.cli[0]}")}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,9 +176,9 @@ class TrainingJob:
 
     def command(self) -> list[str]:
         every = max(10, self.steps // 10)
-        return [sys.executable, "-m", "composer", "train", self.trainable.key, "--data", self.data,
+        return [sys.executable, "-m", "composer", "train", *self.trainable.cli, "--data", self.data,
                 "--steps", str(self.steps), "--batch", str(self.batch), "--out", str(self.out),
-                self.trainable.every_flag, str(every), "--threads", "1", "--quiet"]
+                self.trainable.every_flag, str(every), "--threads", "1", self.trainable.quiet_flag]
 
     def start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import gradio as gr
 
 from composer.device import use_interactive_threads
 from composer.music.midi import MAX_MIDI_BYTES
-from composer.ui import compose, folk, player, train
+from composer.ui import compose, continue_tab, folk, player, train
 
 TITLE = "Composer"
 INTRO = ("# Composer\nA music studio for small generative models, running on this machine "
@@ -26,6 +26,8 @@ def build_app() -> gr.Blocks:
                 hooks.append(compose.build())
             with gr.Tab("Folk tunes", id="folk"):
                 folk.build()
+            with gr.Tab("Continue", id="continue"):
+                continue_tab.build()
             with gr.Tab("Train", id="train"):
                 train.build()
             with gr.Tab("Player", id="player"):

@@ -56,24 +56,32 @@ def progress_html(p: dict, note: str = "") -> str:
 
 
 def make_preview(job) -> tuple:
-    """(piano roll, audio, text) from the run's newest checkpoint; cached per checkpoint mtime."""
-    ck = job.checkpoint
+    """(piano roll, audio, text) from the run's newest model; cached per file mtime."""
+    t = job.trainable
+    ck = job.out / t.best_file if t.best_file else job.checkpoint
     if not ck.exists():
         return None, None, ""
     mtime = ck.stat().st_mtime
     key = str(ck)
     if key in _preview_cache and _preview_cache[key][0] == mtime:
         return _preview_cache[key][1]
-    if job.trainable.key == "musegan":
+    if t.key == "musegan":
         from composer.musegan_api import generate, load_generator, random_latents, to_codes, to_pretty_midi
         model = load_generator(ck)
         codes = to_codes(generate(model, random_latents(model, 1, seed=0)))[0]
         piece = export_piece(to_pretty_midi(codes), "preview", score=False, title="current generator, seed 0")
-        out = (str(piece.png), str(piece.wav), "")
-    else:
-        from composer.charrnn_api import load_sampler
-        text = load_sampler(ck).sample(n=1, seed=0)[0]
-        out = (None, None, text)
+    else:  # a note model: continue the first bars of a corpus chorale by two bars
+        import pretty_midi
+
+        from composer.music.corpus import example_midi_paths
+        from composer.notes_api import continue_midi
+        prompt = pretty_midi.PrettyMIDI(str(next(iter(example_midi_paths().values()))))
+        for inst in prompt.instruments[1:]:
+            inst.notes = []
+        prompt.instruments[0].notes = [n for n in prompt.instruments[0].notes if n.start < 8.0]
+        pm, seam, _ = continue_midi(prompt, bars=2, model=str(ck), seed=0)
+        piece = export_piece(pm, "preview", score=False, title="current model: prompt | continuation", marks=[seam])
+    out = (str(piece.png), str(piece.wav), "")
     _preview_cache[key] = (mtime, out)
     return out
 
@@ -133,12 +141,16 @@ def save(name):
     folder = cache_dir() / "models"
     folder.mkdir(exist_ok=True)
     dst = folder / f"{stem}.safetensors"
-    if job.trainable.key == "musegan":
+    t = job.trainable
+    if t.best_file:  # the trainer keeps its best model shippable already (half precision + card)
+        best = job.out / t.best_file
+        if not best.exists():
+            raise gr.Error("No model evaluated yet: wait for the first evaluation.")
+        shutil.copy2(best, dst)
+        shutil.copy2(best.with_suffix(".json"), dst.with_suffix(".json"))
+    else:
         from composer.training.musegan import export_generator
         export_generator(job.checkpoint, dst, extra={"trained_in": "Composer Train tab", "data": job.data})
-    else:
-        from composer.training.charrnn import export_model
-        export_model(job.checkpoint, dst)
     # the model stays in the cache (Use in Compose reads it there); the download is a copy in
     # a temp folder, the only place Gradio serves files from
     out = new_output_dir("composer-model-")
@@ -152,6 +164,8 @@ def use_in_compose(files):
     paths = [f for f in (files or []) if str(f).endswith(".safetensors")]
     if not paths:
         raise gr.Error("Save a MuseGAN checkpoint first.")
+    if JOBS.job is not None and JOBS.job.trainable.key != "musegan":
+        raise gr.Error("Only a MuseGAN model can be used in Compose; note models are picked in the Continue tab.")
     folder = (cache_dir() / "models").resolve()
     path = (folder / Path(paths[0]).name).resolve()  # only the name of the download is used
     if path.parent != folder or not path.exists():  # only models this app saved
