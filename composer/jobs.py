@@ -53,6 +53,8 @@ class Trainable:
 TRAINABLES = {
     "musegan": Trainable("musegan", "MuseGAN (four-voice chorales)", ("musegan",), "bach", (".mid", ".midi"),
                          "last.safetensors", "--checkpoint-every", "--quiet", ("g_loss", "c_loss", "gp")),
+    "charrnn": Trainable("charrnn", "Folk tunes: ABC char-RNN", ("charrnn",), "folk", (".abc",), "last.safetensors",
+                         "--ckpt-every", "--no-tqdm", ("loss", "val_nats_per_char"), best_file="charrnn.safetensors"),
     "notes-lstm": Trainable("notes-lstm", "Continue: note/chord LSTM", ("notes", "--arch", "lstm"), "all",
                             (".mid", ".midi"), "last.safetensors", "--eval-every", "--no-tqdm", ("loss", "val"),
                             best_file="notes_lstm.safetensors"),

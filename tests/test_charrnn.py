@@ -66,7 +66,7 @@ def test_tiny_model_overfits_tiny_text(tiny_run):
     evals = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if '"eval"' in l]
     vocab = json.loads((run / "charrnn.json").read_text())["vocab"]
     assert evals[-1]["val_nats_per_char"] < min(0.6, math.log(len(vocab)) / 5)  # learnt the tunes by heart
-    assert (run / "charrnn.safetensors").exists() and (run / "last.pt").exists()
+    assert (run / "charrnn.safetensors").exists() and (run / "last.safetensors").exists() and (run / "last.json").exists()
 
 
 def test_resume_continues(tiny_run, tmp_path):

@@ -10,7 +10,7 @@ runs on a bare GPU box; ``--data folk|PATH`` imports :mod:`composer.music.abc` (
 Python text handling) lazily, and ``--data`` may also be a folder holding ``train.abc``
 and ``val.abc`` already cleaned (as written by this trainer into ``OUT/data``).
 
-The output folder holds ``last.pt`` (full state, resumed automatically), ``log.jsonl``
+The output folder holds ``last.safetensors`` + ``last.json`` (full state as tensors and JSON, resumed automatically), ``log.jsonl``
 (one JSON object per logged step / evaluation), and the best model so far, by validation
 nats per character, as ``charrnn.safetensors`` (half precision) + ``charrnn.json`` (the
 model card: config, vocabulary, data counts, steps, wall time, metrics).
@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from composer.models.charrnn import PRESETS, CharRNN, CharRNNConfig
+from composer.training.loop import (load_checkpoint, load_optimizer_tensors, optimizer_tensors, prefixed,
+                                    save_checkpoint, unprefixed)
 
 CARD_FORMAT = "composer.charrnn/1"
 
@@ -161,6 +163,10 @@ def save_model(model: CharRNN, vocab: Vocab, path: str | Path, card: dict, half:
     tmp = path.with_suffix(".safetensors.tmp")
     save_file(tensors, str(tmp), metadata={"format": CARD_FORMAT})
     tmp.replace(path.with_suffix(".safetensors"))
+    try:
+        os.chmod(path.with_suffix(".safetensors"), 0o644)  # readable like the card, whatever the umask of tmp files
+    except OSError:
+        pass
     card = dict(card, format=CARD_FORMAT, config=model.config.to_dict(), vocab=vocab.chars,
                 dtype="float16" if half else "float32")
     tmpj = path.with_suffix(".json.tmp")
@@ -196,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-essen", action="store_true",
                    help="add the Essen folk songs (non-commercial licence; never in the shipped model)")
     p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--out", required=True, help="output folder (resumed when it holds last.pt)")
+    p.add_argument("--out", required=True, help="output folder (resumed when it holds last.safetensors)")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--embed", type=int)
     p.add_argument("--hidden", type=int)
@@ -212,12 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=250, help="steps between last.pt saves")
+    p.add_argument("--ckpt-every", type=int, default=250, help="steps between last.safetensors saves")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--init", metavar="CKPT", help="start from the weights of a saved model (same vocabulary), "
+                   "e.g. to anneal the best model of a run at a low learning rate")
     p.add_argument("--export", metavar="PATH",
                    help="do not train: copy the best model of --out to PATH(.safetensors/.json), half precision")
     p.add_argument("--note", action="append", default=[], help="a line for the model card's notes (with --export)")
@@ -261,10 +269,11 @@ def train(args, on_event=None) -> dict:
     vocab = Vocab.from_texts(join(train_tunes), join(val_tunes))
     val_ids = vocab.encode(join(val_tunes))
 
-    last = out / "last.pt"
+    # resume state: safetensors (weights, AdamW state, RNG) + a JSON card; never a pickle
+    last = out / "last.safetensors"
     resume = last.exists() and not args.no_resume
     if resume:
-        ck = torch.load(last, map_location="cpu", weights_only=False)
+        ck_tensors, ck = load_checkpoint(last)
         config = CharRNNConfig.from_dict(ck["config"])
         vocab = Vocab(ck["vocab"])
         val_ids = vocab.encode(join(val_tunes), skip_unknown=True)
@@ -280,11 +289,17 @@ def train(args, on_event=None) -> dict:
     batcher = StreamBatcher(train_tunes, vocab, args.batch, args.seq, args.seed)
     step, best, wall_before, chars_seen = 0, float("inf"), 0.0, 0
     if resume:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
+        model.load_state_dict(unprefixed(ck_tensors, "model"))
+        load_optimizer_tensors(opt, {k: v.to(device) for k, v in ck_tensors.items()}, "opt")
         batcher.load_state_dict(ck["batcher"])
         step, best, wall_before, chars_seen = ck["step"], ck["best"], ck["wall"], ck.get("chars", 0)
-        torch.set_rng_state(ck["rng"])
+        torch.set_rng_state(ck_tensors["rng"])
+    if args.init and not resume:
+        init_model, init_vocab, init_card = load_model(args.init)
+        if init_vocab.chars != vocab.chars or init_model.config.to_dict() != config.to_dict():
+            raise ValueError(f"--init {args.init}: vocabulary or size differ from this run's")
+        model.load_state_dict(init_model.state_dict())
+        counts = dict(counts, init_from=str(args.init), init_training=init_card.get("training"))
     n_params = model.n_params()
     print(f"charrnn: {len(train_tunes)} train / {len(val_tunes)} val tunes, "
           f"{sum(map(len, train_tunes)):,} train chars, vocab {len(vocab)}, {n_params:,} params, "
@@ -300,12 +315,11 @@ def train(args, on_event=None) -> dict:
             on_event(rec)
 
     def save_last():
-        tmp = last.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "batcher": batcher.state_dict(),
-                    "step": step, "best": best, "wall": wall_before + time.time() - t0, "chars": chars_seen,
-                    "rng": torch.get_rng_state(), "config": config.to_dict(), "vocab": vocab.chars,
-                    "args": vars(args)}, tmp)
-        tmp.replace(last)
+        tensors = {**prefixed(model.state_dict(), "model"), **optimizer_tensors(opt, "opt"),
+                   "rng": torch.get_rng_state()}
+        save_checkpoint(last, tensors, {"batcher": batcher.state_dict(), "step": step, "best": best,
+                                        "wall": wall_before + time.time() - t0, "chars": chars_seen,
+                                        "config": config.to_dict(), "vocab": vocab.chars, "args": vars(args)})
 
     def card(val_nats):
         return {"model": "charrnn", "data": {"source": args.data, "include_essen": args.include_essen,

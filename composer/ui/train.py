@@ -70,6 +70,12 @@ def make_preview(job) -> tuple:
         model = load_generator(ck)
         codes = to_codes(generate(model, random_latents(model, 1, seed=0)))[0]
         piece = export_piece(to_pretty_midi(codes), "preview", score=False, title="current generator, seed 0")
+    elif t.key == "charrnn":  # a tune from the best model so far
+        from composer import charrnn_api
+        text = charrnn_api.generate_tune(model=charrnn_api.FolkModel(ck), seed=0, max_chars=800)
+        out = (None, None, text)
+        _preview_cache[key] = (mtime, out)
+        return out
     else:  # a note model: continue the first bars of a corpus chorale by two bars
         import pretty_midi
 
