@@ -94,7 +94,8 @@ def bench_viz(repeats: int = 7) -> dict:
 
 #: optional groups contributed by feature modules: name -> (module, function)
 OPTIONAL = {"musegan": ("composer.bench_musegan", "bench"), "compose": ("composer.compose", "bench"),
-            "charrnn": ("composer.bench_charrnn", "bench"), "notes": ("composer.notes_api", "bench")}
+            "charrnn": ("composer.bench_charrnn", "bench"), "notes": ("composer.notes_api", "bench"),
+            "transfer": ("composer.transfer", "bench")}
 
 
 def run(preset: str = "seed", only: list[str] | None = None) -> dict:

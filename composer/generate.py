@@ -26,7 +26,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="generated", help="output folder")
     p.add_argument("--latents", default=None, help="latents.json from an earlier run: reproduce it exactly")
-    p.add_argument("--truncation", type=float, default=None, help="clip latents to [-t, t] (e.g. 2.0)")
+    p.add_argument("--truncation", type=float, default=None, help="clip latents to [-t, t] (default: the checkpoint's recommendation; 0 = off)")
     p.add_argument("--blend", type=int, default=1, help="slerped phrases between consecutive pieces in the song")
     p.add_argument("--checkpoint", default=None, help="default: checkpoints/musegan.safetensors")
     p.add_argument("--tempo", type=float, default=mg.DEFAULT_TEMPO, help="quarter notes per minute")
@@ -36,7 +36,8 @@ def parse_args(argv):
 
 def generate(args) -> dict:
     model = mg.load_generator(args.checkpoint)
-    meta = {"seed": args.seed, "truncation": args.truncation, "blend": args.blend, "tempo": args.tempo}
+    meta = {"seed": args.seed, "truncation": mg.resolve_truncation(model, args.truncation), "blend": args.blend,
+            "tempo": args.tempo}
     if args.latents:
         path = Path(args.latents)
         if not path.is_file():
@@ -50,7 +51,7 @@ def generate(args) -> dict:
     else:
         if args.pieces < 1:
             raise ComposerError("--pieces must be at least 1")
-        z = mg.random_latents(model, args.pieces, seed=args.seed, truncation=args.truncation)
+        z = mg.random_latents(model, args.pieces, seed=args.seed, truncation=meta["truncation"])
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

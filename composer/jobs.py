@@ -41,26 +41,36 @@ class Trainable:
     key: str                     # unique name in the app
     label: str
     cli: tuple[str, ...]         # `python -m composer train ...` words before the options
-    builtin: str                 # --data value for the built-in corpus
-    extensions: tuple[str, ...]  # files a user may upload as data
+    builtin: tuple[str, ...]     # the options that select the built-in corpus
+    extensions: tuple[str, ...]  # files a user may upload as data (passed as --data FOLDER); () = none
     checkpoint: str              # file the trainer rewrites periodically in --out (progress, resume)
     every_flag: str              # its option for "checkpoint / evaluate every N steps"
     quiet_flag: str              # its option for "no progress bar"
     loss_keys: tuple[str, ...]   # log fields drawn as curves
-    best_file: str | None = None  # the shippable model the trainer writes itself (None: export from checkpoint)
+    best_file: str | None = None  # the shippable model the trainer writes itself, or ...
+    export: str | None = None    # ... "module:function(src, dst, extra)" making one from the checkpoint
 
 
 TRAINABLES = {
-    "musegan": Trainable("musegan", "MuseGAN (four-voice chorales)", ("musegan",), "bach", (".mid", ".midi"),
-                         "last.safetensors", "--checkpoint-every", "--quiet", ("g_loss", "c_loss", "gp")),
-    "charrnn": Trainable("charrnn", "Folk tunes: ABC char-RNN", ("charrnn",), "folk", (".abc",), "last.safetensors",
-                         "--ckpt-every", "--no-tqdm", ("loss", "val_nats_per_char"), best_file="charrnn.safetensors"),
-    "notes-lstm": Trainable("notes-lstm", "Continue: note/chord LSTM", ("notes", "--arch", "lstm"), "all",
+    "musegan": Trainable("musegan", "MuseGAN (four-voice chorales)", ("musegan",), ("--data", "bach"),
+                         (".mid", ".midi"), "last.safetensors", "--checkpoint-every", "--quiet",
+                         ("g_loss", "c_loss", "gp"), export="composer.training.musegan:export_generator"),
+    "charrnn": Trainable("charrnn", "Folk tunes: ABC char-RNN", ("charrnn",), ("--data", "folk"), (".abc",),
+                         "last.safetensors", "--ckpt-every", "--no-tqdm", ("loss", "val_nats_per_char"),
+                         best_file="charrnn.safetensors"),
+    "notes-lstm": Trainable("notes-lstm", "Continue: note/chord LSTM", ("notes", "--arch", "lstm"), ("--data", "all"),
                             (".mid", ".midi"), "last.safetensors", "--eval-every", "--no-tqdm", ("loss", "val"),
                             best_file="notes_lstm.safetensors"),
-    "notes-wavenet": Trainable("notes-wavenet", "Continue: note/chord WaveNet", ("notes", "--arch", "wavenet"), "all",
-                               (".mid", ".midi"), "last.safetensors", "--eval-every", "--no-tqdm", ("loss", "val"),
-                               best_file="notes_wavenet.safetensors"),
+    "notes-wavenet": Trainable("notes-wavenet", "Continue: note/chord WaveNet", ("notes", "--arch", "wavenet"),
+                               ("--data", "all"), (".mid", ".midi"), "last.safetensors", "--eval-every", "--no-tqdm",
+                               ("loss", "val"), best_file="notes_wavenet.safetensors"),
+    # two domains each: the built-in pair here; two folders of your own through the CLI
+    "cyclegan": Trainable("cyclegan", "Genre transfer: CycleGAN Bach <-> folk", ("cyclegan",),
+                          ("--domain-a", "bach", "--domain-b", "folk"), (), "last.safetensors", "--checkpoint-every",
+                          "--quiet", ("g_loss", "cycle"), export="composer.training.cyclegan:export_generators"),
+    "classifier": Trainable("classifier", "Genre classifier Bach / folk", ("classifier",),
+                            ("--domain-a", "bach", "--domain-b", "folk"), (), "last.safetensors", "--checkpoint-every",
+                            "--quiet", ("loss", "test_acc"), export="composer.training.classifier:export_classifier"),
 }
 
 
@@ -178,7 +188,8 @@ class TrainingJob:
 
     def command(self) -> list[str]:
         every = max(10, self.steps // 10)
-        return [sys.executable, "-m", "composer", "train", *self.trainable.cli, "--data", self.data,
+        data = list(self.trainable.builtin) if self.data == "builtin" else ["--data", self.data]
+        return [sys.executable, "-m", "composer", "train", *self.trainable.cli, *data,
                 "--steps", str(self.steps), "--batch", str(self.batch), "--out", str(self.out),
                 self.trainable.every_flag, str(every), "--threads", "1", self.trainable.quiet_flag]
 

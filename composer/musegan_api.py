@@ -81,6 +81,13 @@ def load_generator(path=None, device: str | torch.device = "cpu", weights: str =
     return LoadedGenerator(G, cfg, card, path, device)
 
 
+def resolve_truncation(model: LoadedGenerator, truncation: float | None) -> float | None:
+    """The caller's truncation; None -> the checkpoint's recommended one (model card); 0 -> none."""
+    if truncation is None:
+        truncation = model.card.get("truncation")
+    return float(truncation) if truncation else None
+
+
 def random_latents(model: LoadedGenerator, n: int, seed: int = 0, truncation: float | None = None) -> dict:
     """Standard-normal latents as float32 numpy arrays; ``truncation`` clips them to ``[-t, t]``."""
     cfg = model.config

@@ -36,6 +36,7 @@ def evaluate(checkpoint=None, n: int = 1000, seed: int = 0, truncation: float | 
     from composer import musegan_api as mg
     model = mg.load_generator(checkpoint, weights=weights)
     ref = reference_codes(model.config.n_bars, data)
+    truncation = mg.resolve_truncation(model, truncation)
     return {"model": metrics.evaluate(model_codes(model, n, seed, truncation)),
             "reference": metrics.evaluate(ref)}
 
@@ -49,14 +50,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="default: checkpoints/musegan.safetensors")
     p.add_argument("--n", type=int, default=1000, help="samples to generate")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--truncation", type=float, default=None)
+    p.add_argument("--truncation", type=float, default=None,
+                   help="clip latents to [-t, t] (default: the checkpoint's recommendation; 0 = off)")
     p.add_argument("--data", default="bach", help="reference data (its validation split)")
     p.add_argument("--weights", default="ema", choices=["ema", "raw"],
                    help="for a training checkpoint: its moving-average (default) or current generator")
+    p.add_argument("--export", default=None, metavar="PATH",
+                   help="also ship --checkpoint's generator to PATH (fp16 safetensors + model card with these metrics)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     res = evaluate(args.checkpoint, args.n, args.seed, args.truncation, args.data, args.weights)
     model, ref = _round(res["model"]), _round(res["reference"])
+    if args.export:
+        from composer.training.musegan import export_generator
+        bar = metrics.check_bar(res["model"], res["reference"])
+        export_generator(args.checkpoint, args.export, {"truncation": args.truncation or None, "metrics": {
+            "n_samples": args.n, "seed": args.seed, "truncation": args.truncation or None, "model": model,
+            "reference": ref,
+            "reference_data": "held-out Bach chorales (validation split), non-overlapping windows",
+            "bar": bar, "bar_met": f"{sum(bar.values())}/{len(bar)}"}}, weights=args.weights)
     if args.json:
         print(json.dumps({"model": model, "reference": ref}))
         return 0

@@ -10,11 +10,12 @@ Read top to bottom:
 4. :class:`Critic` - a stack of Conv3d over ``(tracks, bars, steps, pitches)``.
 
 The seed loops over tracks x bars in Python and calls one module per cell (and recomputes
-each melody temporal net once per bar). Here every per-track module is one grouped
-convolution (``groups = tracks``) and bars are folded into the batch, so one call does all
-cells. A grouped convolution with G groups is exactly G independent convolutions, and
-with BatchNorm in eval mode nothing mixes cells: changing one cell of the grid changes
-that track's bar and nothing else (the Compose tab relies on this).
+each melody temporal net once per bar). Here the per-track melody nets are one grouped
+convolution (``groups = tracks``), the per-track bar generators are grouped matrix
+products (:class:`GroupedLinear`, one ``baddbmm`` per layer, tracks as the groups), and
+bars are folded into the batch, so one call does all cells. G groups are exactly G
+independent modules, and with BatchNorm in eval mode nothing mixes cells: changing one
+cell of the grid changes that track's bar and nothing else (the Compose tab relies on this).
 
 Tensors in ``[-1, 1]``: -1 rest, 0 hold, 1 onset (see composer.music.pianoroll). Pure
 torch: no I/O, no music libraries.
@@ -43,8 +44,9 @@ class MuseGANConfig:
     critic_hidden: int = 128   # critic conv channels (seed: 128)
     critic_fc: int = 1024      # critic's last hidden linear layer (seed: 1024)
     # "bars_first" is the seed's critic (merges bars at full pitch resolution, costly);
-    # "pitch_first" folds the 84 pitches to octaves first, as the official MuseGAN does,
-    # so every later layer runs on 12x fewer cells.
+    # "pitch_first" folds the 84 pitches to octaves first, so later layers run on 12x fewer
+    # cells, but then it cannot tell a held note from one that flickers between pitches;
+    # "beat_first" reads each pitch's 4-step beat pattern first, then pitch, bars and time.
     critic_order: str = "bars_first"
 
     def to_dict(self) -> dict:
@@ -62,7 +64,7 @@ PRESETS = {
     # What we ship: 4-bar phrases (a chorale phrase is 2-4 bars, so 4 bars hold a cadence),
     # with narrower layers so it trains to quality on one CPU thread in about 90 minutes.
     "default": MuseGANConfig(n_bars=4, temporal_hidden=256, bar_channels=128, critic_hidden=64, critic_fc=256,
-                             critic_order="pitch_first"),
+                             critic_order="beat_first"),
     # For tests only.
     "tiny": MuseGANConfig(n_bars=2, z_dim=8, temporal_hidden=16, bar_channels=16, critic_hidden=8, critic_fc=16),
 }
@@ -269,13 +271,21 @@ class Critic(nn.Module):
         bars = [nn.Conv3d(T, h, (2, 1, 1)), act(), nn.Conv3d(h, h, (N - 1, 1, 1)), act()]
         pitch = [nn.Conv3d(h, h, (1, 1, 12), (1, 1, 12)), act(),
                  nn.Conv3d(h, h, (1, 1, octaves), (1, 1, octaves)), act()]
-        if cfg.critic_order == "pitch_first":
+        steps = cfg.steps_per_bar
+        if cfg.critic_order == "beat_first":
+            # one beat (4 steps) of every pitch first: the critic sees whether a pitch is held
+            # (onset, hold, hold, hold) or flickers, which per-step pitch summaries blur away
+            beat = steps // 4
+            bars[0] = nn.Conv3d(h, h, (2, 1, 1))
+            pitch[0] = nn.Conv3d(h // 2, h, (1, 1, 12), (1, 1, 12))  # half width at full pitch resolution
+            layers = [nn.Conv3d(T, h // 2, (1, beat, 1), (1, beat, 1)), act()] + pitch + bars
+            steps = 4
+        elif cfg.critic_order == "pitch_first":
             pitch[0] = nn.Conv3d(T, h, (1, 1, 12), (1, 1, 12))
             bars[0] = nn.Conv3d(h, h, (2, 1, 1))
             layers = pitch + bars
         else:
             layers = bars + pitch
-        steps = cfg.steps_per_bar
         # time: halve with kernel-2 convs down to 4 steps, then the seed's two strided convs
         while steps > 4:
             layers += [nn.Conv3d(h, h, (1, 2, 1), (1, 2, 1)), act()]

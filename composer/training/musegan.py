@@ -174,16 +174,17 @@ def lr_factor(step: int, total: int, decay_from: float) -> float:
     return 1.0 - 0.9 * (step - start) / max(1, total - start)
 
 
-def export_generator(src, dst, extra: dict | None = None, half: bool = True) -> Path:
+def export_generator(src, dst, extra: dict | None = None, half: bool = True, weights: str = "ema") -> Path:
     """Ship a training checkpoint: the EMA generator alone, fp16, plus a model card.
 
     The critic and optimiser states stay behind (they are only needed to resume).
     """
     tensors, card = load_checkpoint(src)
-    gen = unprefixed(tensors, "G_ema") or unprefixed(tensors, "G")
+    gen = (unprefixed(tensors, "G") if weights == "raw" else None) or unprefixed(tensors, "G_ema") or unprefixed(tensors, "G")
     gen = {k: (v.half() if half and v.is_floating_point() else v) for k, v in gen.items()}
     card = {k: v for k, v in card.items()}
-    card.update({"weights": "generator EMA" + (", float16" if half else ""), "exported_from": str(src)})
+    card.update({"weights": ("generator (raw)" if weights == "raw" else "generator EMA") + (", float16" if half else ""),
+                 "exported_from": str(src)})
     card.update(extra or {})
     save_checkpoint(dst, gen, card)
     return Path(dst)
@@ -211,6 +212,8 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.safetensors exists")
+    p.add_argument("--init-generator", default=None,
+                   help="start a new run from another checkpoint's generator (the critic starts fresh)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -256,6 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         load_optimizer_tensors(opt_g, tensors, "opt_g")
         load_optimizer_tensors(opt_c, tensors, "opt_c")
         step = int(card["step"])
+    elif args.init_generator:
+        src, src_card = load_checkpoint(args.init_generator, device="cpu")
+        G.load_state_dict(unprefixed(src, "G"))
+        G_ema.load_state_dict(unprefixed(src, "G_ema") or unprefixed(src, "G"))
+        load_optimizer_tensors(opt_g, src, "opt_g")
+        card = {"wall_s": src_card.get("wall_s", 0.0),
+                "init": {"from": str(args.init_generator), "step": src_card.get("step"),
+                         "critic": src_card.get("config", {}).get("critic_order")}}
     G.to(device), C.to(device), G_ema.to(device)
     timer = Timer(card.get("wall_s", 0.0))
 
@@ -296,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": "musegan", "preset": args.preset, "config": cfg.to_dict(), "step": step,
             "wall_s": round(timer.elapsed, 1), "data": str(args.data), "data_windows": len(data),
             "batch": args.batch * d.world, "lr": args.lr, "critic_steps": args.critic_steps, "gp_lambda": args.gp,
-            "ema": args.ema, "augment": not args.no_augment,
+            "ema": args.ema, "augment": not args.no_augment, **({"init": card["init"]} if "init" in card else {}),
             "trained_on": f"{device.type} x{d.world}, {'bf16' if bf16 else 'fp32'}, "
                           f"{torch.get_num_threads()} thread(s)" + (f", {torch.cuda.get_device_name(device)}"
                                                                      if device.type == "cuda" else ""),

@@ -8,7 +8,7 @@ import gradio as gr
 
 from composer.device import use_interactive_threads
 from composer.music.midi import MAX_MIDI_BYTES
-from composer.ui import compose, continue_tab, folk, player, train
+from composer.ui import compose, continue_tab, folk, player, train, transfer
 
 TITLE = "Composer"
 INTRO = ("# Composer\nA music studio for small generative models, running on this machine "
@@ -23,7 +23,10 @@ def build_app() -> gr.Blocks:
         hooks = []
         with gr.Tabs():
             with gr.Tab("Compose", id="compose"):
-                hooks.append(compose.build())
+                hook, composed_midi = compose.build()
+                hooks.append(hook)
+            with gr.Tab("Genre transfer", id="transfer"):
+                transfer.build(composed_midi)
             with gr.Tab("Folk tunes", id="folk"):
                 folk.build()
             with gr.Tab("Continue", id="continue"):

@@ -124,7 +124,7 @@ def _status(comp: Composer, st: ComposeState, note: str = "") -> str:
 def _show(comp: Composer, st: ComposeState, history: list, note: str = ""):
     png, wav, midi, folder = render_state(comp, st)
     return (st, history, str(png), str(wav), grid_table(comp, st), _status(comp, st, note), str(folder),
-            [str(midi), str(wav)])
+            [str(midi), str(wav)], str(midi))
 
 
 def _push(history: list | None, st: ComposeState | None) -> list:
@@ -280,7 +280,7 @@ def _restore(text: str, history, st):
     out = _show(comp, new, _push(history, st), "Restored from latents.")
     files, score = finish_outputs(comp, new, Path(out[6]))
     midi = next(f for f in files if f.endswith(".mid"))
-    return (*out[:-1], files, score, midi)
+    return (*out[:7], out[8], files, score, midi)
 
 
 @user_errors
@@ -317,18 +317,24 @@ def finish(st, folder):
 # --------------------------------------------------------------------------------------------
 
 def build():
-    """Lay out the Compose tab (inside ``gr.Tab``); returns the page-load hook for the app."""
+    """Lay out the Compose tab (inside ``gr.Tab``).
+
+    Returns ``(hook, composed_midi)``: the page-load hook for the app, and the ``gr.State``
+    holding this session's piece as a MIDI path (other tabs take the piece from it); both
+    None when no MuseGAN model is available.
+    """
     try:
         comp = MODEL.get()
     except CheckpointError as exc:
         gr.Markdown(f"**No MuseGAN model is available yet.** {exc}")
-        return None
+        return None, None
     cfg = comp.cfg
     tracks = comp.track_names
     first = comp.new_state(seed=0, n_bars=max(4, cfg.n_bars))
 
     st = gr.State(first)
     history = gr.State([])
+    composed_midi = gr.State(None)  # this session's piece as a MIDI path, for the other tabs
     folder = gr.State(None)
     gr.Markdown("Shape a four-voice chorale with MuseGAN's four latent inputs. **Style** colours the whole "
                 "piece, **Chords** one bar for all voices, **Groove** one voice for the whole piece, "
@@ -393,7 +399,7 @@ def build():
                 latents_midi = gr.File(label="MIDI of the restored piece", interactive=False, visible=False)
     score = gr.HTML(label="Score")
 
-    shown = [st, history, roll, audio_out, grid, status, folder, files]
+    shown = [st, history, roll, audio_out, grid, status, folder, files, composed_midi]
     live = dict(trigger_mode="always_last", show_progress="hidden")
 
     def then_finish(event):
@@ -431,12 +437,13 @@ def build():
         sel.change(raw_values, [raw_level, sel_track, sel_bar, st], raw, api_visibility="private",
                    show_progress="hidden")
     grid.select(select_cell, [st], [sel_track, sel_bar], api_visibility="private")
-    restored = shown[:-1] + [files, score, latents_midi]
+    restored = shown[:7] + [composed_midi, files, score, latents_midi]
     restore_btn.click(compose_from_latents, [latents_text, history, st], restored, api_name="compose_from_latents")
     latents_file.upload(upload_latents, [latents_file, history, st], restored, api_name="compose_from_latents_file")
     # the app runs this when the page opens, so the first piece is there to hear
-    return lambda demo: demo.load(first_show, [history, st], shown, show_progress="hidden").then(
+    hook = lambda demo: demo.load(first_show, [history, st], shown, show_progress="hidden").then(  # noqa: E731
         finish, [st, folder], [files, score], show_progress="hidden")
+    return hook, composed_midi
 
 
 @user_errors

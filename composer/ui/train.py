@@ -65,6 +65,8 @@ def make_preview(job) -> tuple:
     key = str(ck)
     if key in _preview_cache and _preview_cache[key][0] == mtime:
         return _preview_cache[key][1]
+    if t.key in ("cyclegan", "classifier"):
+        return None, None, ""  # their figures are the curves; `eval cyclegan` measures transfer
     if t.key == "musegan":
         from composer.musegan_api import generate, load_generator, random_latents, to_codes, to_pretty_midi
         model = load_generator(ck)
@@ -99,7 +101,10 @@ def start(model_label, source, uploads, steps, batch, request: gr.Request):
     run = _runs_dir() / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
     note = ""
     if source == "Built-in corpus":
-        data = t.builtin
+        data = "builtin"
+    elif not t.extensions:
+        raise gr.Error(f"{t.label} trains on two domains: use the built-in pair here, or your own folders "
+                       f"with `python -m composer train {' '.join(t.cli)} --domain-a DIR --domain-b DIR`.")
     else:
         prepared = prepare_upload(uploads or [], t.extensions, new_output_dir("composer-data-"))
         data = str(prepared.folder)
@@ -155,8 +160,10 @@ def save(name):
         shutil.copy2(best, dst)
         shutil.copy2(best.with_suffix(".json"), dst.with_suffix(".json"))
     else:
-        from composer.training.musegan import export_generator
-        export_generator(job.checkpoint, dst, extra={"trained_in": "Composer Train tab", "data": job.data})
+        import importlib
+        module, fn = t.export.split(":")
+        getattr(importlib.import_module(module), fn)(job.checkpoint, dst,
+                                                     extra={"trained_in": "Composer Train tab", "data": job.data})
     # the model stays in the cache (Use in Compose reads it there); the download is a copy in
     # a temp folder, the only place Gradio serves files from
     out = new_output_dir("composer-model-")

@@ -1,0 +1,192 @@
+"""Genre transfer: windows joined again with tempo and length kept, the density guard,
+keep-rhythm, strength, named errors, the CLI and the evaluation's JSON."""
+import json
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+
+from composer import transfer
+from composer.errors import CheckpointError, ComposerError, MidiTooLongError, NotMidiError
+from composer.models.classifier import ClassifierConfig, GenreClassifier
+from composer.models.cyclegan import CycleGAN, get_config
+from composer.music.genres import GenreData, note_density, onsets, save_npz
+from composer.training.loop import prefixed, save_checkpoint
+
+torch.set_num_threads(1)  # the CI box has 2 busy cores
+
+
+def piece(bars=6, tempo=90.0, numerator=4, tail_rest=0.0):
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    pm.time_signature_changes = [pretty_midi.TimeSignature(numerator, 4, 0.0)]
+    inst = pretty_midi.Instrument(program=0)
+    beat = 60.0 / tempo
+    n = int(bars * numerator - tail_rest)
+    for b in range(n):
+        for p in (60 + b % 7, 48):
+            inst.notes.append(pretty_midi.Note(90, p, b * beat, (b + 1) * beat))
+    pm.instruments.append(inst)
+    return pm
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A tiny untrained pair 'alpha'/'beta' with a classifier and .npz domains next to it."""
+    tmp = tmp_path_factory.mktemp("pair")
+    torch.manual_seed(0)
+    m = CycleGAN(get_config("tiny"))
+    rng = np.random.default_rng(0)
+    specs = []
+    for name, poly in (("alpha", 1), ("beta", 3)):
+        w = np.zeros((8, 4, 16, 84), np.uint8)
+        for k in range(8):
+            for s in range(0, 64, 4):
+                w[k, s // 16, s % 16, rng.choice(np.arange(30, 60), poly, replace=False)] = 2
+        g = GenreData(name, w, np.repeat(np.arange(4), 2), np.array([0] * 6 + [1] * 2, np.int8), list("abcd"))
+        specs.append(str(save_npz(g, tmp / f"{name}.npz")))
+    t = {**prefixed(m.G_AB.state_dict(), "G_AB"), **prefixed(m.G_BA.state_dict(), "G_BA")}
+    path = tmp / "cyclegan_alpha_beta.safetensors"
+    save_checkpoint(path, {k: v.half() for k, v in t.items()},
+                    {"model": "cyclegan", "config": m.cfg.to_dict(), "domains": ["alpha", "beta"], "step": 0,
+                     "domain_specs": specs, "density_range": {"alpha": [2.0, 6.0], "beta": [8.0, 14.0]}})
+    clf = GenreClassifier(ClassifierConfig(width=4))
+    save_checkpoint(tmp / "classifier_alpha_beta.safetensors", prefixed(clf.state_dict(), "C"),
+                    {"model": "classifier", "config": clf.cfg.to_dict(), "classes": ["alpha", "beta"]})
+    return path
+
+
+def test_keeps_length_tempo_and_bars(ckpt):
+    pm = piece(bars=6, tempo=90.0, tail_rest=2)      # 6 bars: a full window and a half one; ends in a rest
+    res = transfer.transfer_pm(pm, "beta", checkpoint=ckpt)
+    assert res.codes_out.shape == res.codes_in.shape == (6, 16, 84)
+    _, tempi = res.pm.get_tempo_changes()
+    assert tempi[0] == pytest.approx(90.0)
+    assert res.pm.get_end_time() == pytest.approx(pm.get_end_time(), abs=1e-3)
+    ends = [n.end for i in res.pm.instruments for n in i.notes]
+    assert max(ends) <= pm.get_end_time() + 1e-6
+    assert res.source == "alpha" and len(res.density_out) == 2
+    assert set(res.probs_before) == {"alpha", "beta"} and sum(res.probs_after.values()) == pytest.approx(1.0)
+    assert res.pm.instruments[0].program == 0 or res.pm.instruments[0].program in transfer.GENRE_PROGRAMS.values()
+
+
+def test_every_window_within_the_target_density_range(ckpt):
+    res = transfer.transfer_pm(piece(bars=12), "beta", checkpoint=ckpt)
+    lo, hi = res.density_range
+    assert all(lo <= d <= hi for d in res.density_out), res.density_out
+    res = transfer.transfer_pm(piece(bars=12), "alpha", checkpoint=ckpt)
+    assert all(2.0 <= d <= 6.0 for d in res.density_out), res.density_out
+
+
+def test_density_guard_moves_the_threshold():
+    rng = np.random.default_rng(1)
+    src = np.zeros((4, 16, 84), bool)
+    src[:, ::4, 40] = True
+    quiet = rng.random((4, 16, 84)) * 0.3                  # nothing above 0.5: silent without the guard
+    out, t = transfer.guarded_window(quiet, src, (4.0, 8.0))
+    assert out.any() and 4.0 <= note_density(out) <= 8.0 and t < 0.5
+    dense = 0.6 + rng.random((4, 16, 84)) * 0.4            # everything on: one giant cluster
+    out, t = transfer.guarded_window(dense, src, (4.0, 8.0))
+    assert 4.0 <= note_density(out) <= 8.0 and t > 0.5
+    silent_in = np.zeros_like(src)                         # a rest window stays a rest
+    out, _ = transfer.guarded_window(dense, silent_in, (4.0, 8.0))
+    assert not out.any()
+
+
+def test_keep_rhythm_keeps_the_onsets(ckpt):
+    pm = piece(bars=4)
+    res = transfer.transfer_pm(pm, "beta", checkpoint=ckpt, keep_rhythm=True)
+    in_steps = set(np.flatnonzero(onsets(res.codes_in > 0).reshape(-1, 84).any(1)))
+    out_steps = set(np.flatnonzero(onsets(res.codes_out > 0).reshape(-1, 84).any(1)))
+    assert out_steps and out_steps <= in_steps
+
+
+def test_strength_zero_is_the_input(ckpt):
+    pm = piece(bars=4)
+    res = transfer.transfer_pm(pm, "beta", checkpoint=ckpt, strength=0.0, guard=False)
+    assert np.array_equal(res.codes_out > 0, res.codes_in > 0)
+    with pytest.raises(transfer.TransferError, match="strength"):
+        transfer.transfer_pm(pm, "beta", checkpoint=ckpt, strength=1.5)
+
+
+def test_named_errors(ckpt, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.mid"
+    bad.write_text("hello")
+    with pytest.raises(NotMidiError):
+        transfer.transfer_file(bad, "beta", checkpoint=ckpt)
+    with pytest.raises(transfer.TransferError, match="3/4"):
+        transfer.transfer_pm(piece(numerator=3), "beta", checkpoint=ckpt)
+    with pytest.raises(transfer.TransferError, match="not to 'jazz'"):
+        transfer.transfer_pm(piece(), "jazz", checkpoint=ckpt)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        transfer.transfer_pm(piece(), "beta", checkpoint=tmp_path / "none.safetensors")
+    clf_only = ckpt.with_name("classifier_alpha_beta.safetensors")
+    with pytest.raises(CheckpointError, match="not a CycleGAN"):
+        transfer.transfer_pm(piece(), "beta", checkpoint=clf_only)
+    with pytest.raises(transfer.TransferError, match="no shipped genre-transfer model for 'jazz'"):
+        transfer.find_checkpoint("jazz", folder=tmp_path)
+    monkeypatch.setattr(transfer, "MAX_BARS", 8)
+    with pytest.raises(MidiTooLongError, match="12 bars.*8 bars"):
+        transfer.transfer_pm(piece(bars=12), "beta", checkpoint=ckpt)
+
+
+def test_cli_writes_midi_and_refuses_bad_out(ckpt, tmp_path, capsys):
+    src = tmp_path / "in.mid"
+    piece(bars=5, tempo=110).write(str(src))
+    out = tmp_path / "out.mid"
+    assert transfer.main([str(src), "--to", "alpha", "--out", str(out), "--checkpoint", str(ckpt)]) == 0
+    back = pretty_midi.PrettyMIDI(str(out))
+    assert back.get_tempo_changes()[1][0] == pytest.approx(110.0, abs=0.01)  # MIDI stores whole microseconds
+    assert back.get_end_time() == pytest.approx(pretty_midi.PrettyMIDI(str(src)).get_end_time(), abs=0.01)
+    assert "beta -> alpha" in capsys.readouterr().out
+    with pytest.raises(ComposerError, match="must end in .mid or .wav"):
+        transfer.main([str(src), "--to", "alpha", "--out", str(tmp_path / "x.txt"), "--checkpoint", str(ckpt)])
+
+
+def test_eval_json_has_the_issue_fields(ckpt, capsys):
+    from composer.evaluation import cyclegan as ev
+    assert ev.main(["--checkpoint", str(ckpt), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["pairs"][0]
+    assert row["pair"] == "alpha-beta"
+    for k in ("clf_acc", "s_a2b", "s_b2a", "s_tot", "density", "density_out_a2b", "density_out_b2a",
+              "s_tot_unguarded"):
+        assert k in row
+    assert row["s_tot"] == pytest.approx((row["s_a2b"] + row["s_b2a"]) / 2, abs=1e-3)
+    assert row["density_out_a2b"]["in_target_range"] == 1.0 and row["density_out_b2a"]["in_target_range"] == 1.0
+
+
+def test_shipped_pair_if_present():
+    """The shipped bach <-> folk model transfers a real chorale into folk's density range."""
+    path = transfer.CHECKPOINTS / "cyclegan_bach_folk.safetensors"
+    if not path.exists():
+        pytest.skip("no shipped cyclegan_bach_folk checkpoint")
+    model = transfer.load_model(str(path))
+    assert model.domains == ["bach", "folk"] and model.classifier is not None
+    x = np.zeros((2, 4, 16, 84), bool)
+    x[:, :, ::4, [24, 31, 36, 40]] = True                  # four voices in quarter notes
+    out, _, _ = transfer.transfer_windows(model, x, "folk")
+    lo, hi = model.density_range["folk"]
+    assert all(lo <= d <= hi for d in note_density(out))
+
+
+def test_tab_builds_and_transfers_an_upload(tmp_path):
+    """The Genre transfer tab: api names, one transfer through the thin handler, clear errors."""
+    gr = pytest.importorskip("gradio")
+    if not transfer.available_genres():
+        pytest.skip("no shipped genre-transfer checkpoint")
+    from composer.ui import transfer as tab
+    with gr.Blocks() as demo:
+        tab.build(gr.State(None))
+    assert {"transfer", "transfer_compose"} <= {d.api_name for d in demo.fns.values()}
+    src = tmp_path / "in.mid"
+    piece(bars=4).write(str(src))
+    out = tab.transfer_midi(str(src), None, "folk", 1.0, False)
+    roll_b, roll_a, wav_b, wav_a, p_before, p_after, files, status = out
+    assert set(p_before) == {"bach", "folk"} and "folk" in status
+    assert any(f.endswith(".mid") for f in files) and any(f.endswith(".wav") for f in files)
+    bad = tmp_path / "bad.mid"
+    bad.write_text("nope")
+    with pytest.raises(gr.Error, match="not a MIDI file"):
+        tab.transfer_midi(str(bad), None, "folk")
+    with pytest.raises(gr.Error, match="Upload a MIDI file"):
+        tab.transfer_midi(None, None, "folk")
