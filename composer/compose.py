@@ -169,7 +169,11 @@ def measure_directions(generator, n: int = 256, seed: int = 0) -> Directions:
     for level, (x, y) in unit.items():
         d = _orthonormal(_ridge_directions(x.astype(np.float64), y))
         vectors[level] = d
-        scales[level] = np.maximum((x @ d.T).std(axis=0), 1e-3).astype(np.float32)
+        # one slider unit = the vector's whole spread (root of its summed variances), the size of
+        # the change a re-roll makes; the spread along one direction alone (~1/sqrt(z) of it)
+        # moved the shipped model's music too little to hear (measured)
+        spread = float(np.sqrt(x.var(axis=0).sum()))
+        scales[level] = np.full(len(FEATURES), max(spread, 1e-3), np.float32)
         eff = []
         for i in range(len(FEATURES)):
             step = torch.from_numpy(d[i] * scales[level][i])
@@ -573,7 +577,7 @@ def load_composer(path: str | Path | None = None) -> Composer:
     path = path or os.environ.get("COMPOSER_MUSEGAN") or None
     model = load_generator(path)
     digest = file_digest(model.path)
-    cache = cache_dir() / f"directions-{digest}.json"
+    cache = cache_dir() / f"directions-v2-{digest}.json"
     directions = None
     if cache.exists():
         try:
