@@ -23,7 +23,7 @@ import numpy as np
 
 from composer.errors import DataError
 from composer.music.corpus import CHORALE_PROGRAMS, CHORALE_VOICES, cache_dir, chorale_names, score_to_roll
-from composer.music.pianoroll import HOLD, N_PITCHES, ONSET, PITCH_OFFSET, STEPS_PER_BAR, MultiTrackRoll
+from composer.music.pianoroll import HOLD, N_PITCHES, ONSET, STEPS_PER_BAR, MultiTrackRoll
 
 CACHE_VERSION = 1
 #: Share of songs held out for validation (and for the metrics' Bach reference).

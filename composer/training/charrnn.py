@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
@@ -32,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from composer.models.charrnn import PRESETS, CharRNN, CharRNNConfig
-from composer.training.loop import (load_checkpoint, load_optimizer_tensors, optimizer_tensors, prefixed,
+from composer.training.loop import cpu_name as _cpu_name
+from composer.training.loop import (load_checkpoint, load_optimizer_tensors, lr_at, optimizer_tensors, prefixed,
                                     save_checkpoint, unprefixed)
 
 CARD_FORMAT = "composer.charrnn/1"
@@ -233,21 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def lr_at(step: int, args) -> float:
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def train(args, on_event=None) -> dict:
@@ -436,7 +421,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.export:
-            path = export(args.out, args.export, args.note)
+            export(args.out, args.export, args.note)
             print(f"exported the best model of {args.out} to {args.export} (.safetensors, .json)")
             return 0
         train(args)

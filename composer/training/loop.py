@@ -7,6 +7,8 @@ model card (config, data, steps, wall time, metrics, how it was trained).
 from __future__ import annotations
 
 import json
+import platform
+import math
 import os
 import time
 from pathlib import Path
@@ -14,16 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> cuda, then mps, then cpu."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+from composer.device import pick_device  # noqa: F401  (re-exported for the trainers)
 
 
 class Dist:
@@ -140,3 +133,22 @@ class Timer:
     @property
     def elapsed(self) -> float:
         return self.before + time.time() - self.t0
+
+
+def cpu_name() -> str:
+    """The processor's model name and core count, for model cards."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def lr_at(step: int, args) -> float:
+    """Linear warm-up over ``args.warmup`` steps, then cosine decay to ``args.min_lr_ratio * args.lr``."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))

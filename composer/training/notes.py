@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,14 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from composer.models.notes import PRESETS, NotesConfig, build_model, dilations_for, n_params
-from composer.training.loop import (
-    JsonlLog,
-    Timer,
-    load_checkpoint,
-    load_optimizer_tensors,
-    optimizer_tensors,
-    save_checkpoint,
-)
+from composer.training.loop import JsonlLog, Timer, load_checkpoint, load_optimizer_tensors, lr_at, optimizer_tensors
+from composer.training.loop import cpu_name as _cpu_name
+from composer.training.loop import save_checkpoint
 
 CARD_FORMAT = "composer.notes/1"
 
@@ -245,21 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def lr_at(step: int, args) -> float:
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def make_config(args, vocab_size: int) -> NotesConfig:
