@@ -577,7 +577,7 @@ def load_composer(path: str | Path | None = None) -> Composer:
     path = path or os.environ.get("COMPOSER_MUSEGAN") or None
     model = load_generator(path)
     digest = file_digest(model.path)
-    cache = cache_dir() / f"directions-v2-{digest}.json"
+    cache = cache_dir() / f"directions-v3-{digest}.json"
     directions = None
     if cache.exists():
         try:

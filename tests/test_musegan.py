@@ -242,3 +242,70 @@ def test_bench_functions_run():
     from composer import bench_musegan
     assert bench_musegan.train_iter_seconds("tiny", iters=1, batch=4) > 0
     assert bench_musegan.generate_ms("tiny", repeats=2) > 0
+
+
+def test_eval_cli_compares_with_bach_and_ships_the_chosen_truncation(npz, tmp_path, capsys):
+    from composer.evaluation import musegan as ev
+    run = tmp_path / "run"
+    assert run_trainer(["--data", str(npz), "--preset", "tiny", "--batch", "4", "--out", str(run), "--steps", "1",
+                        "--critic-steps", "1"]) == 0
+    ckpt = str(run / "last.safetensors")
+    assert ev.main(["--checkpoint", ckpt, "--data", str(npz), "--n", "30", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(ev.KEYS) <= set(out["model"]) and set(ev.KEYS) <= set(out["reference"])
+    assert out["truncation"] is None
+    # 'auto' picks the truncation closest to the *training* windows and writes the search into the card
+    dst = tmp_path / "ship" / "musegan.safetensors"
+    assert ev.main(["--checkpoint", ckpt, "--data", str(npz), "--n", "30", "--truncation", "auto",
+                    "--export", str(dst), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    card = json.loads(dst.with_suffix(".json").read_text())
+    grid = card["metrics"]["truncation_search"]["grid"]
+    assert set(grid) == {str(t) for t in ev.TRUNCATION_GRID}
+    assert str(card["truncation"]) == min(grid, key=grid.get) and shown["truncation"] == card["truncation"]
+    assert mg.resolve_truncation(mg.load_generator(dst), None) == card["truncation"]
+    with pytest.raises(SystemExit):  # argparse: a one-line usage error
+        ev.main(["--checkpoint", ckpt, "--data", str(npz), "--truncation", "wide"])
+
+
+def test_critic_layers_match_torch_conv3d_through_the_gradient_penalty():
+    """The critic's own Conv3d/LeakyReLU give nn.Conv3d's scores and penalty gradients."""
+    import torch.nn as nn
+    from composer.models.musegan import CriticConv3d, CriticLeakyReLU
+
+    torch.manual_seed(0)
+
+    def net(conv, act):
+        return nn.Sequential(conv(4, 8, (2, 1, 1)), act(), conv(8, 8, (1, 1, 12), (1, 1, 12)), act(),
+                             conv(8, 16, (1, 4, 1), (1, 2, 1), padding=(0, 1, 0)), act(), nn.Flatten(),
+                             nn.Linear(16 * 8 * 7, 1)).to(memory_format=torch.channels_last_3d)
+
+    ref = net(nn.Conv3d, lambda: nn.LeakyReLU(0.3))
+    ours = net(CriticConv3d, lambda: CriticLeakyReLU(0.3))
+    ours.load_state_dict(ref.state_dict())
+    real, fake = torch.rand(5, 4, 2, 16, 84) * 2 - 1, torch.rand(5, 4, 2, 16, 84) * 2 - 1
+
+    def grads(model):
+        model.zero_grad()
+        gp = trainer.gradient_penalty(model, real, fake)
+        loss = model(fake).mean() - model(real).mean() + 10 * gp
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    torch.manual_seed(1)
+    loss_ref, g_ref = grads(ref)
+    torch.manual_seed(1)
+    loss_ours, g_ours = grads(ours)
+    assert torch.allclose(loss_ref, loss_ours, rtol=1e-5)
+    for a, b in zip(g_ref, g_ours):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    assert all(g.abs().sum() > 0 for g in g_ours[:-1])  # (the last bias cancels in fake - real)
+    # the critic itself, with the penalty's weight_grads=False pass, through one train step
+    cfg = get_config("tiny")
+    C = Critic(cfg)
+    x = torch.rand(3, 4, 2, 16, 84, requires_grad=True)
+    (g,) = torch.autograd.grad(C(x, weight_grads=False).sum(), x, create_graph=True)
+    g.square().sum().backward()
+    # every weight gets the penalty's gradient; biases do not enter an input gradient
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in C.named_parameters() if n.endswith("weight"))
+    assert all(p.grad is None or not p.grad.any() for n, p in C.named_parameters() if n.endswith("bias"))

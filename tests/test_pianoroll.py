@@ -4,8 +4,8 @@ import pretty_midi
 import pytest
 
 from composer.music.corpus import load_chorale
-from composer.music.pianoroll import (HOLD, ONSET, REST, MultiTrackRoll, codes_to_float, float_to_codes,
-                                      merged_roll, merged_to_pretty_midi, merged_windows, notes_from_codes)
+from composer.music.pianoroll import (HOLD, ONSET, REST, MultiTrackRoll, codes_to_float, decode_monophonic,
+                                      float_to_codes, merged_roll, merged_to_pretty_midi, merged_windows, notes_from_codes)
 
 
 def _notes(pm, step_s):
@@ -87,6 +87,43 @@ def test_float_codec_monophonic_chorale_is_exact():
     np.testing.assert_array_equal(float_to_codes(x), roll.codes)
     noisy = x + np.random.default_rng(0).normal(0, 0.1, x.shape).astype(np.float32)
     np.testing.assert_array_equal(float_to_codes(noisy, monophonic=True), roll.codes)
+
+
+def _line(notes, steps=16, pitches=12):
+    """Clean -1/0/1 output for one voice and bar: ``notes`` = [(pitch, start, length)]."""
+    x = -np.ones((steps, pitches), np.float32)
+    for p, s, n in notes:
+        x[s, p], x[s + 1:s + n, p] = 1.0, 0.0
+    return x
+
+
+def test_monophonic_decode_keeps_a_held_note_through_noise():
+    x = _line([(5, 0, 8), (7, 8, 8)])
+    x[3, 5] = -0.6          # the held note dips below the rest/hold midpoint for one step
+    x[5, 5], x[5, 6] = -0.1, 0.05  # and a neighbour is a little louder for another
+    codes = decode_monophonic(x)
+    np.testing.assert_array_equal(codes, decode_monophonic(_line([(5, 0, 8), (7, 8, 8)])))
+    assert codes[:8, 5].tolist() == [ONSET] + [HOLD] * 7
+    # reading each cell on its own cuts the first note into pieces
+    assert int((float_to_codes(x, threshold=-0.5) == ONSET).sum()) > 2
+
+
+def test_monophonic_decode_keeps_real_onsets_rests_and_ties():
+    x = _line([(5, 0, 4), (5, 4, 4), (9, 12, 4)])  # a repeated note, a rest, another note
+    x[0, 3] = 0.0                                   # step 0 HOLD: a tie from the bar before
+    x[0, 5] = -1.0
+    codes = decode_monophonic(x)
+    assert codes[0].tolist().count(HOLD) == 1 and codes[0, 3] == HOLD
+    assert codes[4, 5] == ONSET and (codes[8:12] == REST).all() and codes[12, 9] == ONSET
+    assert ((codes > 0).sum(axis=1) <= 1).all()     # one pitch at a time
+
+
+def test_monophonic_decode_is_local_to_each_bar():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (4, 2, 16, 84)).astype(np.float32)
+    y = x.copy()
+    y[:, 1] = rng.uniform(-1, 1, y[:, 1].shape)
+    np.testing.assert_array_equal(decode_monophonic(x)[:, 0], decode_monophonic(y)[:, 0])
 
 
 def test_merged_roll_round_trip_and_shape(example_midi):

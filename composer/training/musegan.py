@@ -121,7 +121,9 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) 
     """``mean((||grad_x C(x)||_2 - 1)^2)`` at ``x = a real + (1-a) fake``, a fresh alpha per sample."""
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
     mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    score = critic(mix)
+    # our Critic can skip this pass's own weight gradients: the penalty reaches the weights
+    # only through the gradient below (see models.musegan.CriticConv3d)
+    score = critic(mix, weight_grads=False) if isinstance(critic, Critic) else critic(mix)
     (grad,) = torch.autograd.grad(score.float().sum(), mix, create_graph=True)
     return ((grad.float().flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
