@@ -1,7 +1,8 @@
 """MuseGAN figures for ``python -m composer bench --json``.
 
 * ``musegan_train_iter_s`` - one training iteration (5 critic + 1 generator step, batch 64)
-  at the given preset, through the trainer's own :func:`train_step`, after a warm-up; fp32.
+  at the given preset, through the trainer's own :func:`train_step`, after a warm-up; fp32,
+  with the memory setting the trainer uses (composer.device.keep_freed_memory).
 * ``musegan_train_iter_s_bf16`` - the same under bf16 autocast (CPU bf16 units or CUDA).
 * ``musegan_generate_ms`` - batch-1 generation (latents -> codes), warm, default preset.
 
@@ -19,6 +20,7 @@ import torch
 
 def train_iter_seconds(preset: str = "seed", iters: int = 2, batch: int = 64, bf16: bool = False,
                        device: str = "cpu") -> float:
+    from composer.device import keep_freed_memory, restore_freed_memory
     from composer.models.musegan import Critic, Generator, get_config
     from composer.training.musegan import train_step
 
@@ -34,11 +36,15 @@ def train_iter_seconds(preset: str = "seed", iters: int = 2, batch: int = 64, bf
     def step():
         train_step(G, C, opt_g, opt_c, lambda: real, cfg, batch, dev, autocast=autocast)
 
-    step()  # warm-up: allocator, oneDNN primitive caches
-    t = time.perf_counter()
-    for _ in range(iters):
-        step()
-    return (time.perf_counter() - t) / iters
+    keep_freed_memory()  # as the trainer runs (undone below, so later bench groups see the app's setting)
+    try:
+        step()  # warm-up: allocator, oneDNN primitive caches
+        t = time.perf_counter()
+        for _ in range(iters):
+            step()
+        return (time.perf_counter() - t) / iters
+    finally:
+        restore_freed_memory()
 
 
 def generate_ms(preset: str = "default", repeats: int = 20) -> float:

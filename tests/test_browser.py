@@ -8,19 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_compose import small_ckpt  # noqa: F401  (the same small checkpoint fixture)
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it)")
-def test_slider_changes_piano_roll_and_audio(small_ckpt):  # noqa: F811
+def test_slider_changes_piano_roll_and_audio():
     from playwright.sync_api import sync_playwright
 
+    from composer.musegan_api import default_checkpoint
     from composer.ui import compose
     from composer.ui.app import build_app
-    compose.MODEL.use(small_ckpt)
+    compose.MODEL.use(default_checkpoint())  # the shipped model: what a musician hears when moving a slider
     demo = build_app()
     demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:

@@ -322,10 +322,19 @@ class _Conv3d(torch.autograd.Function):
         x, W = ctx.saved_tensors
         stride, padding = ctx.conf
         need_x, need_W, need_b = ctx.needs_input_grad[:3]
+        need_W, need_b = need_W and ctx.weight_grads, need_b and ctx.weight_grads
         gy = gy.to(x.dtype).contiguous(memory_format=_CL)
+        if not torch.is_grad_enabled():
+            # a plain backward (no create_graph): all gradients from one library call
+            gx, gW, gb = torch.ops.aten.convolution_backward(
+                gy, x, W.to(gy.dtype), [W.shape[0]], stride, padding, (1, 1, 1), False, (0, 0, 0), 1,
+                (need_x, need_W, need_b))
+            return (gx.to(ctx.x_dtype) if need_x else None, gW.to(W.dtype) if need_W else None,
+                    gb.to(W.dtype) if need_b else None, None, None, None)
+        # x enters only as a constant (the input gradient does not depend on it): detached, so
+        # the penalty's backward does not run the forward pass's backward on zeros
+        x = x.detach()
         gx = _ConvInputGrad.apply(gy, x, W, stride, padding).to(ctx.x_dtype) if need_x else None
-        if not ctx.weight_grads:
-            return gx, None, None, None, None, None
         gW = _ConvWeightGrad.apply(gy, x, W, stride, padding) if need_W else None
         gb = gy.sum((0, 2, 3, 4)).to(W.dtype) if need_b else None
         return gx, gW, gb, None, None, None

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from composer.models.charrnn import PRESETS, CharRNN, CharRNNConfig
 from composer.training.loop import cpu_name as _cpu_name
 from composer.training.loop import (load_checkpoint, load_optimizer_tensors, lr_at, optimizer_tensors, prefixed,
-                                    save_checkpoint, unprefixed)
+                                    save_checkpoint, setup_process, unprefixed)
 
 CARD_FORMAT = "composer.charrnn/1"
 
@@ -240,8 +240,7 @@ def train(args, on_event=None) -> dict:
 
     ``on_event(dict)`` (optional) receives every log record (kind "train", "eval", "ckpt").
     """
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_process(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     out = Path(args.out)

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from composer.models.classifier import ClassifierConfig, GenreClassifier
 from composer.training.cyclegan import batch_of, load_domain_arrays
 from composer.training.loop import (Dist, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
-                                    optimizer_tensors, prefixed, read_jsonl, save_checkpoint, unprefixed)
+                                    optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,
+                                    unprefixed)
 
 
 @torch.no_grad()
@@ -74,8 +75,7 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_process(args.threads)
     d = Dist(args.device)
     device = d.device
     out = Path(args.out)

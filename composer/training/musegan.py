@@ -30,7 +30,8 @@ import torch.nn as nn
 from composer.metrics import VOICE_RANGES, pitch_offset_default
 from composer.models.musegan import PRESETS, Critic, Generator, MuseGANConfig, get_config, sample_latents
 from composer.training.loop import (Dist, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
-                                    optimizer_tensors, prefixed, read_jsonl, save_checkpoint, unprefixed)
+                                    optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,
+                                    unprefixed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,8 +223,7 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_process(args.threads)
     d = Dist(args.device)
     device = d.device
     out = Path(args.out)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from composer.models.notes import PRESETS, NotesConfig, build_model, dilations_for, n_params
 from composer.training.loop import JsonlLog, Timer, load_checkpoint, load_optimizer_tensors, lr_at, optimizer_tensors
 from composer.training.loop import cpu_name as _cpu_name
-from composer.training.loop import save_checkpoint
+from composer.training.loop import save_checkpoint, setup_process
 
 CARD_FORMAT = "composer.notes/1"
 
@@ -252,8 +252,7 @@ def make_config(args, vocab_size: int) -> NotesConfig:
 
 def train(args, on_event=None) -> dict:
     """Run training as configured by ``args`` (see :func:`build_parser`); returns the summary."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_process(args.threads)
     from composer.training.loop import pick_device
     device = pick_device(args.device)
     out = Path(args.out)
