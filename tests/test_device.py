@@ -15,7 +15,7 @@ def step():                                   # temporaries of the same size, fr
 for _ in range(3):                            # warm-up: the heap grows to its working size
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+for _ in range(10):
     step()
 print(ok, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -31,5 +31,5 @@ def test_training_process_reuses_large_blocks_instead_of_faulting_them_in_again(
     on_ok, on = faults("on")
     _, off = faults("off")
     assert on_ok
-    assert off > 5 * 10_000          # glibc's default: every 44 MB temporary is faulted in again
-    assert on < off / 20             # kept: reused without a page fault
+    assert off > 10 * 20_000         # glibc's default: every 44 MB temporary is faulted in again
+    assert on < off / 5              # kept: reused (at most a one-off growth of the heap faults)
