@@ -337,16 +337,20 @@ class Composer:
         Measured on first use when not given.
     name : str
         The checkpoint's name, written into latents JSON.
+    tempo, truncation : float
+        Defaults for new pieces (the model card's; truncation None = off).
     """
 
     VOICES = ("Soprano", "Alto", "Tenor", "Bass")
     DEFAULT_PROGRAMS = [40, 41, 42, 43]
 
-    def __init__(self, generator, directions: Directions | None = None, name: str = "", tempo: float = 90.0):
+    def __init__(self, generator, directions: Directions | None = None, name: str = "", tempo: float = 90.0,
+                 truncation: float | None = None):
         self.g = generator.eval()
         self.cfg = generator.cfg
         self.name = name
         self.default_tempo = tempo
+        self.default_truncation = float(truncation) if truncation else None
         self._directions = directions
 
     @property
@@ -367,6 +371,8 @@ class Composer:
         n_bars = int(n_bars or cfg.n_bars)
         if not 1 <= n_bars <= MAX_BARS:
             raise ComposerError(f"bars must be 1-{MAX_BARS}, got {n_bars}")
+        # None: the model's recommended truncation; 0: off
+        truncation = self.default_truncation if truncation is None else (float(truncation) or None)
         z, T = cfg.z_dim, cfg.n_tracks
         n_phrases = -(-n_bars // cfg.n_bars)
         rng = np.random.default_rng(int(seed))
@@ -541,11 +547,11 @@ class Composer:
 
     def reset(self, st: ComposeState) -> ComposeState:
         """Back to the seed's piece: no offsets, no re-rolled cells, no locks."""
-        return self.new_state(st.seed, st.n_bars, st.truncation, st.tempo, st.programs)
+        return self.new_state(st.seed, st.n_bars, st.truncation or 0, st.tempo, st.programs)
 
     def resize(self, st: ComposeState, n_bars: int) -> ComposeState:
         """Change the number of bars, keeping the seed, instruments, tempo and style/groove edits."""
-        new = self.new_state(st.seed, n_bars, st.truncation, st.tempo, st.programs)
+        new = self.new_state(st.seed, n_bars, st.truncation or 0, st.tempo, st.programs)
         new.style_offset, new.groove_offset = st.style_offset.copy(), st.groove_offset.copy()
         keep = min(st.n_bars, n_bars)
         new.chords_offset[:keep] = st.chords_offset[:keep]
@@ -585,7 +591,7 @@ def load_composer(path: str | Path | None = None) -> Composer:
         except (ValueError, KeyError):
             directions = None
     comp = Composer(model.generator, directions, name=f"{model.path.stem}@{digest}",
-                    tempo=float(model.card.get("tempo", 90.0)))
+                    tempo=float(model.card.get("tempo", 90.0)), truncation=model.card.get("truncation"))
     if directions is None:
         cache.write_text(json.dumps(comp.directions.to_dict()))
     return comp

@@ -219,3 +219,15 @@ def test_two_users_keep_their_own_music(client):
     before = _notes_by_cell(next(f for f in a[-1] if f.endswith(".mid")))
     after = _notes_by_cell(next(f for f in a2[-1] if f.endswith(".mid")))
     assert {k for k in set(before) | set(after) if before.get(k) != after.get(k)} <= {(2, 1)}
+
+
+def test_new_pieces_start_at_the_models_recommended_truncation(small_ckpt):
+    from composer.compose import Composer
+    from composer.compose import load_composer
+    base = load_composer(small_ckpt)
+    comp = Composer(base.g, base.directions, name="t", truncation=1.0)
+    st = comp.new_state(seed=4)
+    assert st.truncation == 1.0 and max(np.abs(v).max() for v in st.anchors[0].values()) <= 1.0
+    off = comp.new_state(seed=4, truncation=0)          # 0: off, and it stays off through a reset
+    assert off.truncation is None and max(np.abs(v).max() for v in off.anchors[0].values()) > 1.0
+    assert comp.reset(off).truncation is None and comp.resize(off, 8).truncation is None

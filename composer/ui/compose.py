@@ -160,7 +160,7 @@ def new_piece(seed, n_bars, tempo, truncation, history, st, *instruments):
     comp = MODEL.get()
     programs = [choice_program(c) for c in instruments]
     programs = [p if p is not None else d for p, d in zip(programs, comp.DEFAULT_PROGRAMS)]
-    new = comp.new_state(seed=int(seed or 0), n_bars=int(n_bars), truncation=float(truncation) or None,
+    new = comp.new_state(seed=int(seed or 0), n_bars=int(n_bars), truncation=float(truncation or 0),
                          tempo=float(tempo), programs=programs)
     return _show(comp, new, _push(history, st))
 
@@ -200,7 +200,7 @@ def change_settings(n_bars, tempo, truncation, history, st, *instruments):
     trunc = float(truncation) or None
     if trunc != new.truncation:
         new.truncation = trunc
-        new.anchors = [Composer._truncate(a, trunc) for a in comp.new_state(new.seed, new.n_bars).anchors]
+        new.anchors = [Composer._truncate(a, trunc) for a in comp.new_state(new.seed, new.n_bars, truncation=0).anchors]
     return _show(comp, new, _push(history, st))
 
 
@@ -352,7 +352,8 @@ def build():
                 reset_btn = gr.Button("Reset edits")
             n_bars = gr.Slider(1, 32, value=first.n_bars, step=1, label="Bars")
             tempo = gr.Slider(40, 200, value=first.tempo, step=1, label="Tempo (BPM)")
-            trunc = gr.Slider(0, 3, value=0, step=0.1, label="Truncation (clip latents at ±t; 0 = off)")
+            trunc = gr.Slider(0, 3, value=first.truncation or 0, step=0.1,
+                              label="Truncation (clip latents at ±t; 0 = off; starts at the model's recommendation)")
             with gr.Accordion("Instruments", open=False):
                 instruments = [gr.Dropdown(GM_CHOICES, value=program_choice(p), label=name)
                                for name, p in zip(tracks, first.programs)]
