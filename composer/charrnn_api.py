@@ -24,6 +24,7 @@ from typing import Iterator
 
 import torch
 
+from composer.errors import ComposerError
 from composer.music.abc import (HEADER_ORDER, TUNE_TYPES, AbcCheck, AbcError, BarTracker, abc_to_musicxml,
                                 abc_to_pretty_midi, check_abc, header_value_ok, normalize_key, normalize_type)
 
@@ -466,6 +467,48 @@ def validate(abc: str) -> dict:
     return check_abc(abc).to_dict()
 
 
+@dataclass
+class TuneRendering:
+    """What a render of an ABC tune gives (see :func:`render_tune`)."""
+    check: dict
+    pm: object | None = None          # pretty_midi.PrettyMIDI, None when the tune is invalid
+    musicxml: str | None = None
+    score_svg: list[str] | None = None
+    score_error: str | None = None
+
+
+def render_tune(abc: str, program: int = 40, tempo: float | None = None) -> TuneRendering:
+    """Check, play and engrave an ABC tune that may come from anyone.
+
+    music21 and verovio run in :mod:`composer.sandbox` workers under a time and memory
+    limit, never in the calling process: a tune that would hang, exhaust memory or crash
+    verovio costs a message, not the server. When the score cannot be drawn the audio is
+    still made (``score_error`` says why).
+
+    Raises
+    ------
+    ComposerError
+        When the tune cannot be read in time or at all (one line, fit to show).
+    """
+    from composer import sandbox
+    if not isinstance(abc, str):
+        raise AbcError("the ABC must be text")
+    parts = sandbox.run("composer.music.abc:render_parts", abc, int(program), tempo, what="this tune")
+    out = TuneRendering(check=parts["check"], musicxml=parts["musicxml"])
+    if not out.check["valid"]:
+        return out
+    import io
+
+    import pretty_midi
+    out.pm = pretty_midi.PrettyMIDI(io.BytesIO(parts["midi"]))
+    try:
+        out.score_svg = sandbox.run("composer.viz:score_svg", abc, input_format="abc",
+                                    what="cannot draw this score")
+    except ComposerError as exc:
+        out.score_error = str(exc)
+    return out
+
+
 def model_info(model: FolkModel | None = None) -> dict:
     """The shipped model's card (config, data counts, training, metrics)."""
     return dict((model or load()).card)
@@ -473,4 +516,4 @@ def model_info(model: FolkModel | None = None) -> dict:
 
 __all__ = ["DEFAULT_CHECKPOINT", "INSTRUMENTS", "METERS", "KEYS", "UNITS", "TUNE_TYPES", "MAX_CHARS",
            "FolkModel", "SampleSettings", "AbcCheck", "AbcError", "load", "build_headers", "stream_tune",
-           "generate_tune", "sample_tunes", "validate", "abc_to_pretty_midi", "abc_to_musicxml", "model_info"]
+           "generate_tune", "sample_tunes", "validate", "render_tune", "TuneRendering", "abc_to_pretty_midi", "abc_to_musicxml", "model_info"]

@@ -69,10 +69,9 @@ def export_piece(pm: pretty_midi.PrettyMIDI, name: str = "piece", folder: Path |
         piece.png = viz.save_pianoroll(pm, folder / f"{stem}.png", title=title, marks=marks)
     if score:
         try:
-            xml = viz.musicxml(pm, title=title)
+            xml, piece.score_html = viz.safe_score(pm, title=title)
             piece.musicxml = folder / f"{stem}.musicxml"
             piece.musicxml.write_text(xml, encoding="utf-8")
-            piece.score_html = viz.score_html(pm, title=title, xml=xml)
         except ComposerError as exc:
             piece.score_error = str(exc)
     return piece

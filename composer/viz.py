@@ -184,6 +184,27 @@ def score_html(pm: pretty_midi.PrettyMIDI, max_bars: int = MAX_SCORE_BARS, title
     return svg_pages_html(pages) + note
 
 
+def score_parts(midi: bytes, title: str | None = None, max_bars: int = MAX_SCORE_BARS) -> tuple[str, str]:
+    """MusicXML and score HTML of a Standard MIDI File given as bytes.
+
+    The form of :func:`musicxml` + :func:`score_html` that a :mod:`composer.sandbox`
+    worker runs on untrusted MIDI (music21 can hang and verovio can abort on it).
+    """
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(midi))
+    xml = musicxml(pm, title=title)
+    return xml, score_html(pm, max_bars=max_bars, title=title, xml=xml)
+
+
+def safe_score(pm: pretty_midi.PrettyMIDI, title: str | None = None, timeout: float = 10.0) -> tuple[str, str]:
+    """(MusicXML, score HTML) of ``pm``, made in a sandbox worker under a time and memory
+    limit; raises :class:`~composer.errors.ComposerError` ("cannot draw this score: ...")."""
+    from composer import sandbox
+    buf = io.BytesIO()
+    pm.write(buf)
+    return sandbox.run("composer.viz:score_parts", buf.getvalue(), title, timeout=timeout,
+                       what="cannot draw this score")
+
+
 def svg_pages_html(pages: list[str]) -> str:
     """Wrap verovio SVG pages in a white, scrollable HTML block."""
     body = "".join(f'<div style="margin-bottom:8px">{p}</div>' for p in pages)

@@ -168,3 +168,20 @@ def test_bar_tracker_carries_bars_across_lines():
     assert not tracker.check("dBA|G4|]")[0]
     assert abc.header_value_ok("M", "6/8") and not abc.header_value_ok("M", "7/x")
     assert abc.header_value_ok("K", "Ador") and not abc.header_value_ok("K", "DmED")
+
+
+def test_cheap_limits_refuse_before_music21_reads():
+    # a lone surrogate (cannot travel over HTTP, but the API and CLI can receive it)
+    r = abc.check_abc("X:1\nM:4/4\nL:1/8\nK:G\nA\ud800B|\n")
+    assert not r.valid and "invalid character" in r.error and r.line == 5
+    r = abc.check_abc("X:1\nM:9/0\nL:1/8\nK:G\nAB|\n")
+    assert not r.valid and r.line == 2 and "meter" in r.error
+    long_line = "X:1\nM:4/4\nL:1/8\nK:G\n" + "A" * 3000 + "\n"
+    assert "characters" in abc.check_abc(long_line).error
+
+
+def test_additive_meter_is_read_as_its_bar_length_quickly():
+    import time
+    t = time.monotonic()
+    r = abc.check_abc("X:1\nM:2+2+2+2/8\nL:1/8\nK:G\nabcd efga|abcd efga|\n")
+    assert r.valid and r.strict and time.monotonic() - t < 5

@@ -27,3 +27,31 @@ def test_edits_rerender_and_bad_edits_say_where(client):
     # no new score, audio or files: an empty update, so the last good rendering stays on the page
     for out in (score2, wav2, files2):
         assert isinstance(out, dict) and out.get("__type__") == "update" and set(out.get("props", {})) <= {"__type__"}
+
+
+#: Each of these ABC texts killed a live server through /folk_render (verovio aborted with
+#: SIGABRT, SIGSEGV and SIGFPE inside the server process).
+SERVER_KILLERS = ["X:1\nM:4/4\nL:1/8\nK:G\nabcd efga|!\n", "X:4\nM:C\nK:\nc", "X:1\nM:C\nK:G\nBx0"]
+
+
+@pytest.mark.parametrize("abc", SERVER_KILLERS)
+def test_abc_that_crashes_verovio_costs_a_message_not_the_server(client, abc):
+    score, wav, files, status = client.predict(abc, "fiddle", 100, api_name="/folk_render")
+    assert "cannot draw this score" in score  # the score's own message; audio still arrives
+    assert wav.endswith(".wav")
+    good = "X:1\nT:Scale\nM:4/4\nL:1/8\nK:D\n|DEFG ABcd|d8|]\n"
+    score2, _, _, status2 = client.predict(good, "fiddle", 100, api_name="/folk_render")
+    assert "<svg" in score2 and "2 bars" in status2  # the server still answers
+
+
+@pytest.mark.parametrize("abc, words", [
+    ("X:1\nM:2+2+2+2/8\nL:1/8\nK:G\nabcd efga|abcd efga|\n", "bars"),       # additive meter: minutes in music21
+    ("X:1\nM:4/4\nL:1/8\nK:G\nA2000 B|\n", "line 5, column 2"),                # note length
+    ("X:1\nM:4/4\nL:0/1\nK:G\nAB|\n", "line 3"),                               # zero unit length
+    ("X:1\nM:4/4\nQ:1/4=0\nL:1/8\nK:G\nAB|\n", "tempo"),                      # zero tempo
+])
+def test_hostile_abc_gets_a_clear_answer_quickly(client, abc, words):
+    import time
+    t = time.monotonic()
+    *_, status = client.predict(abc, "fiddle", 100, api_name="/folk_render")
+    assert words in status and time.monotonic() - t < 10

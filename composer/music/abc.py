@@ -398,16 +398,27 @@ def _header_problem(lines: list[str]) -> tuple[str, int] | None:
     return None
 
 
+_ADDITIVE_METER_RE = re.compile(r"(^M:|\[M:)\s*(\d+(?:\s*\+\s*\d+)+)\s*/\s*(\d+)")
+
+
+def _sum_meter(m: re.Match) -> str:
+    return f"{m.group(1)}{sum(int(x) for x in m.group(2).split('+'))}/{m.group(3)}"
+
+
 def _music21_friendly(tune: str) -> str:
     """Work around music21 10.5 ABC bugs without changing the music: the double repeat
-    ``::`` (music21 drops the rest of the tune) becomes ``:||:``, and the fermata
-    shorthand ``H`` (music21 drops the note it decorates) becomes ``!fermata!``."""
+    ``::`` (music21 drops the rest of the tune) becomes ``:||:``, the fermata
+    shorthand ``H`` (music21 drops the note it decorates) becomes ``!fermata!``, and an
+    additive meter ``M:2+2+3/8`` (music21 spends minutes and gigabytes on it) becomes the
+    meter of the same bar length, ``M:7/8``."""
     lines = tune.split("\n")
     in_body = False
     for i, line in enumerate(lines):
+        lines[i] = _ADDITIVE_METER_RE.sub(_sum_meter, line)
         if not in_body:
             in_body = line.startswith("K:")
             continue
+        line = lines[i]
         if _FIELD_RE.match(line.strip()):
             continue
         parts = line.split('"')
@@ -550,16 +561,67 @@ def _locate_parse_error(lines: list[str], body_start: int) -> int | None:
     return hi
 
 
+#: Cheap limits checked before music21 sees a tune (it can spend minutes and gigabytes on
+#: texts far past them). Real tunes: under 2,500 characters, lines under 300, notes under 32 units.
+MAX_CHECK_CHARS = 20_000
+MAX_LINE_CHARS = 2_000
+MAX_NOTE_UNITS = 64
+_NOTE_LENGTH_RE = re.compile(r"(?<![A-Za-z])[A-Ga-gzxZ][,']*(\d+)")
+_DECORATION_RE = re.compile(r"![^!\n]*!|\+[^+\n]*\+")
+
+
+def _cheap_problem(lines: list[str]) -> tuple[str, int, int] | None:
+    """A problem found without music21 (sizes, zero meters, units and tempi, huge note
+    lengths), as (message, line, column), or None."""
+    if sum(len(l) + 1 for l in lines) > MAX_CHECK_CHARS:
+        return f"the tune is over {MAX_CHECK_CHARS:,} characters", 1, 1
+    in_body = False
+    for i, line in enumerate(lines):
+        if len(line) > MAX_LINE_CHARS:
+            return f"line {i + 1} is over {MAX_LINE_CHARS:,} characters", i + 1, MAX_LINE_CHARS
+        if any("\ud800" <= c <= "\udfff" for c in line):
+            return "the text holds an invalid character (a lone surrogate)", i + 1, 1
+        fields = [(m.group(1), m.group(2), m.start(2)) for m in _INLINE_FIELD_RE.finditer(line)]
+        m = _FIELD_RE.match(line)
+        if m:
+            fields.append((m.group(1), m.group(2), m.start(2)))
+        for letter, value, col in fields:
+            value = value.strip()
+            if letter == "M" and value not in ("C", "C|", "none", "") and meter_length(value) is None:
+                return f"M:{value} is not a meter (write e.g. 6/8)", i + 1, col + 1
+            if letter == "L" and _unit_length(value) in (None, 0):
+                return f"L:{value} is not a unit note length (write e.g. 1/8)", i + 1, col + 1
+            bpm = re.search(r"(\d+(?:\.\d*)?)\s*(?:\"[^\"]*\"\s*)?$", value.split("=")[-1])
+            if letter == "Q" and bpm and float(bpm.group(1)) == 0:
+                return f"Q:{value} is not a tempo above 0", i + 1, col + 1
+            if letter == "K":
+                in_body = True
+        if in_body and not m:
+            bare = _DECORATION_RE.sub(lambda x: " " * len(x.group(0)), _QUOTED_RE.sub(
+                lambda x: " " * len(x.group(0)), _INLINE_FIELD_RE.sub(lambda x: " " * len(x.group(0)), line)))
+            for n in _NOTE_LENGTH_RE.finditer(bare):
+                if int(n.group(1)) > MAX_NOTE_UNITS:
+                    return (f"a note {n.group(1)} units long (at most {MAX_NOTE_UNITS})", i + 1, n.start(1) + 1)
+    return None
+
+
 def check_abc(text: str, keep_score: bool = False) -> AbcCheck:
     """Check the first tune of ``text`` (see :class:`AbcCheck` for what valid/strict mean).
 
-    Never raises for bad ABC; the problem is reported in the result.
+    Never raises for bad ABC; the problem is reported in the result. Texts past the cheap
+    limits (:data:`MAX_CHECK_CHARS`, :data:`MAX_LINE_CHARS`, :data:`MAX_NOTE_UNITS`, zero
+    meters, units or tempi) are refused before music21 reads them.
     """
+    if len(text) > 4 * MAX_CHECK_CHARS:
+        return AbcCheck(False, False, f"the text is over {4 * MAX_CHECK_CHARS:,} characters", line=1, column=1)
     tune = first_tune(text)
     lines = tune.rstrip("\n").split("\n")
     problem = _header_problem(lines)
     if problem:
         return AbcCheck(False, False, problem[0], line=problem[1], column=1)
+    cheap = _cheap_problem(lines)
+    if cheap:
+        return AbcCheck(False, False, cheap[0], line=cheap[1], column=cheap[2])
     body_start = next(i for i, l in enumerate(lines) if l.startswith("K:")) + 1
     if body_start >= len(lines) or not "".join(lines[body_start:]).strip():
         return AbcCheck(False, False, "the tune has no music after K:", line=len(lines), column=1)
@@ -619,10 +681,40 @@ def abc_to_pretty_midi(text: str, program: int = 40, tempo: float | None = None)
     """PrettyMIDI of the first tune (via music21), one instrument with GM ``program``
     (40 violin, 73 flute, 0 piano ...); ``tempo`` in quarter notes per minute overrides
     the tune's (default 120)."""
+    return _score_to_pretty_midi(abc_to_score(text), program, tempo)
+
+
+def render_parts(text: str, program: int = 40, tempo: float | None = None) -> dict:
+    """What a render of (untrusted) ABC needs from music21, in one parse.
+
+    Meant to run in a :mod:`composer.sandbox` worker: the result is plain data.
+
+    Returns
+    -------
+    dict
+        ``check`` (:meth:`AbcCheck.to_dict`), ``midi`` (bytes of a Standard MIDI File, None
+        when the tune is invalid), ``musicxml`` (text, None when the tune is invalid or
+        music21 cannot export it) and ``musicxml_error``.
+    """
+    res = check_abc(text, keep_score=True)
+    out = {"check": res.to_dict(), "midi": None, "musicxml": None, "musicxml_error": None}
+    if not res.valid:
+        return out
+    try:
+        out["musicxml"] = _score_to_musicxml(res.score)
+    except Exception as exc:  # music21's exporter fails on some valid-looking tunes
+        out["musicxml_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+    pm = _score_to_pretty_midi(res.score, program, tempo)
+    buf = io.BytesIO()
+    pm.write(buf)
+    out["midi"] = buf.getvalue()
+    return out
+
+
+def _score_to_pretty_midi(score, program: int, tempo: float | None):
     import pretty_midi
     from music21 import midi as m21midi
     from music21 import tempo as m21tempo
-    score = abc_to_score(text)
     if tempo:
         for mm in list(score.recurse().getElementsByClass(m21tempo.MetronomeMark)):
             mm.activeSite.remove(mm)
@@ -641,8 +733,11 @@ def abc_to_pretty_midi(text: str, program: int = 40, tempo: float | None = None)
 
 def abc_to_musicxml(text: str) -> str:
     """MusicXML text of the first tune (via music21)."""
+    return _score_to_musicxml(abc_to_score(text))
+
+
+def _score_to_musicxml(score) -> str:
     from music21.musicxml.m21ToXml import GeneralObjectExporter
-    score = abc_to_score(text)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = GeneralObjectExporter(score).parse()

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 
 import gradio as gr
 
+from composer import sandbox
 from composer.device import use_interactive_threads
 from composer.music.midi import MAX_MIDI_BYTES
 from composer.ui import compose, continue_tab, folk, player, train, transfer
@@ -18,6 +20,8 @@ INTRO = ("# Composer\nA music studio for small generative models, running on thi
 def build_app() -> gr.Blocks:
     """Build the Blocks app (not launched)."""
     use_interactive_threads()
+    # start a worker for untrusted input (scores, ABC) now, so the first visitor does not wait for it
+    threading.Thread(target=sandbox.pool().warm, daemon=True, name="sandbox-warm").start()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO)
         hooks = []

@@ -5,6 +5,8 @@ not parse says where it fails while the last good rendering stays on screen.
 """
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 
 from composer import charrnn_api as folk
@@ -28,28 +30,25 @@ def render_abc(abc: str, instrument: str, tempo: float):
     ``gr.update()`` so the last good rendering stays.
     """
     if len(abc) > MAX_ABC_CHARS:
-        return gr.update(), gr.update(), gr.update(), f"**Not rendered:** the text is over {MAX_ABC_CHARS} characters."
-    check = folk.validate(abc)
+        return gr.update(), gr.update(), gr.update(), f"**Not rendered:** the text is over {MAX_ABC_CHARS:,} characters."
+    try:
+        tune = folk.render_tune(abc, program=folk.INSTRUMENTS.get(instrument, 40), tempo=float(tempo))
+    except ComposerError as exc:
+        return gr.update(), gr.update(), gr.update(), f"**Not rendered:** {exc}. The last good version is still shown."
+    check = tune.check
     if not check["valid"]:
         where = f" (line {check['line']}, column {check['column']})" if check.get("line") else ""
         return (gr.update(), gr.update(), gr.update(),
                 f"**Not rendered:** {check['error']}{where}. The last good version is still shown.")
-    program = folk.INSTRUMENTS.get(instrument, 40)
-    pm = folk.abc_to_pretty_midi(abc, program=program, tempo=float(tempo))
     folder = new_output_dir("composer-folk-")
-    piece = export_piece(pm, "tune", folder=folder, png=False, score=False)
+    piece = export_piece(tune.pm, "tune", folder=folder, png=False, score=False)
     (folder / "tune.abc").write_text(abc, encoding="utf-8")
     files = [str(folder / "tune.abc"), str(piece.midi), str(piece.wav)]
-    try:
-        xml = folk.abc_to_musicxml(abc)
-        (folder / "tune.musicxml").write_text(xml, encoding="utf-8")
+    if tune.musicxml:
+        (folder / "tune.musicxml").write_text(tune.musicxml, encoding="utf-8")
         files.append(str(folder / "tune.musicxml"))
-    except ComposerError:
-        pass
-    try:
-        score = viz.svg_pages_html(viz.score_svg(abc, input_format="abc"))
-    except ComposerError as exc:
-        score = f"<p>Score not available: {exc}</p>"
+    score = viz.svg_pages_html(tune.score_svg) if tune.score_svg else \
+        f"<p>Score not available: {html.escape(tune.score_error or 'no score')}</p>"
     strict = "bar lengths agree with the meter" if check["strict"] else \
         f"readable, but not every bar fits the meter ({check['error']})"
     status = f"{check['n_bars']} bars, {check['n_notes']} notes: {strict}."
