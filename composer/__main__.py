@@ -1,4 +1,4 @@
-"""``python -m composer``: see :mod:`composer.cli`."""
+"""``python -m composer``: see :mod:`composer.cli.main`."""
 import sys
 
 from composer.cli import main

@@ -43,7 +43,7 @@ DEFAULT_WORKERS = 2
 START_TIMEOUT = 60.0
 #: Modules a worker imports before it says it is ready, so that the first call's time limit
 #: is spent on the call, not on importing music21.
-PRELOAD = ("composer.music.abc", "composer.viz", "verovio", "music21")
+PRELOAD = ("composer.music.abc", "composer.render.viz", "verovio", "music21")
 
 
 class SandboxError(ComposerError):

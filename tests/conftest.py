@@ -53,6 +53,6 @@ def app_client():
     try:
         yield Client(demo.local_url, verbose=False)
     finally:
-        from composer.jobs import JOBS
+        from composer.ui.jobs import JOBS
         JOBS.stop()
         demo.close()

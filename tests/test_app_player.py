@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from gradio_client import handle_file
 
-from composer.audio import read_wav
+from composer.render.audio import read_wav
 
 
 @pytest.fixture(scope="module")

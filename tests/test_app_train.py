@@ -10,7 +10,7 @@ import pretty_midi
 import pytest
 
 from composer.errors import DataError
-from composer.jobs import prepare_upload
+from composer.ui.jobs import prepare_upload
 from composer.music.midi import midi_bytes
 
 LABEL = "MuseGAN (four-voice chorales)"

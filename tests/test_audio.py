@@ -3,7 +3,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from composer import audio
+from composer.render import audio
 from composer.errors import SoundfontNotFoundError
 
 SR = 44100

@@ -16,7 +16,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 def test_slider_changes_piano_roll_and_audio():
     from playwright.sync_api import sync_playwright
 
-    from composer.musegan_api import default_checkpoint
+    from composer.api.musegan import default_checkpoint
     from composer.ui import compose
     from composer.ui.app import build_app
     compose.MODEL.use(default_checkpoint())  # the shipped model: what a musician hears when moving a slider

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from composer import charrnn_api as api
+from composer.api import charrnn as api
 from composer.evaluation.charrnn import KneserNeyCharLM
 from composer.models.charrnn import PRESETS, CharRNN, CharRNNConfig, Stepper
 from composer.music.abc import AbcError
@@ -146,7 +146,7 @@ def test_kneser_ney():
 
 
 def test_cli_sample_json(tiny_run, capsys):
-    from composer import abc_cli
+    from composer.cli import charrnn as abc_cli
     run, _ = tiny_run
     rc = abc_cli.main(["sample", "--n", "2", "--seed", "4", "--meter", "6/8", "--key", "D", "--json",
                        "--checkpoint", str(run / "charrnn"), "--max-chars", "200"])

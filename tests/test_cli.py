@@ -1,7 +1,7 @@
 """The command line: render, info, bench."""
 import json
 
-from composer.audio import read_wav
+from composer.render.audio import read_wav
 from tests.conftest import run_cli
 
 

@@ -6,7 +6,7 @@ import pretty_midi
 import pytest
 import torch
 
-from composer.compose import ComposeState, LatentsError, cell_features
+from composer.api.compose import ComposeState, LatentsError, cell_features
 from composer.models.musegan import Generator, get_config
 from composer.music.pianoroll import HOLD, ONSET
 
@@ -29,7 +29,7 @@ def small_ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def comp(small_ckpt):
-    from composer.compose import load_composer
+    from composer.api.compose import load_composer
     return load_composer(small_ckpt)
 
 
@@ -181,7 +181,7 @@ def test_tab_changes_one_cell_only(client):
 
 
 def test_tab_restores_from_latents_json_with_midi_and_wav(client, comp):
-    from composer.audio import read_wav
+    from composer.render.audio import read_wav
     st = comp.set_direction(comp.new_state(seed=21, n_bars=4), "style", 0, 2.0)
     out = client.predict(st.to_json(), api_name="/compose_from_latents")
     files, midi = out[-3], out[-1]
@@ -222,8 +222,8 @@ def test_two_users_keep_their_own_music(client):
 
 
 def test_new_pieces_start_at_the_models_recommended_truncation(small_ckpt):
-    from composer.compose import Composer
-    from composer.compose import load_composer
+    from composer.api.compose import Composer
+    from composer.api.compose import load_composer
     base = load_composer(small_ckpt)
     comp = Composer(base.g, base.directions, name="t", truncation=1.0)
     st = comp.new_state(seed=4)

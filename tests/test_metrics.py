@@ -1,8 +1,8 @@
-"""composer.metrics on hand-made piano rolls whose answers are known."""
+"""composer.music.metrics on hand-made piano rolls whose answers are known."""
 import numpy as np
 import pytest
 
-from composer import metrics
+from composer.music import metrics
 
 HOLD, ONSET = 1, 2
 OFF = 24  # pitch index 0 = MIDI 24

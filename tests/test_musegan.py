@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from composer import musegan_api as mg
+from composer.api import musegan as mg
 from composer.errors import CheckpointError
 from composer.models.musegan import Critic, Generator, get_config, sample_latents
 from composer.training import musegan as trainer
@@ -218,7 +218,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_generate_cli_writes_files_and_reproduces_from_latents(tiny_checkpoint, tmp_path):
-    from composer import generate
+    from composer.cli import musegan as generate
     a, b = tmp_path / "a", tmp_path / "b"
     assert generate.main(["--pieces", "2", "--seed", "3", "--out", str(a), "--checkpoint", str(tiny_checkpoint),
                           "--truncation", "2"]) == 0
@@ -239,7 +239,7 @@ def test_generate_cli_writes_files_and_reproduces_from_latents(tiny_checkpoint, 
 
 
 def test_bench_functions_run():
-    from composer import bench_musegan
+    from composer.bench import musegan as bench_musegan
     assert bench_musegan.train_iter_seconds("tiny", iters=1, batch=4) > 0
     assert bench_musegan.generate_ms("tiny", repeats=2) > 0
 

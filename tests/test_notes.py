@@ -9,7 +9,7 @@ import pretty_midi
 import pytest
 import torch
 
-from composer import notes_api
+from composer.api import notes as notes_api
 from composer.models.notes import NotesConfig, build_model, dilations_for
 from composer.music import tokens as T
 from composer.training import notes as training
@@ -235,7 +235,7 @@ def test_continue_tab_handler_and_cli(tmp_path):
 
 
 def test_continue_cli_user_errors_are_one_line(tmp_path, capsys):
-    from composer.cli import main
+    from composer.cli.main import main
     assert main(["continue", "--notes", "C4 E4", "--bars", "99", "--out", str(tmp_path / "x.mid")]) == 1
     assert main(["continue", "--notes", "C4 H4", "--out", str(tmp_path / "x.mid")]) == 1
     assert main(["continue", "--notes", "C4", "--out", str(tmp_path / "x.txt")]) == 1

@@ -7,7 +7,8 @@ import pretty_midi
 import pytest
 import torch
 
-from composer import transfer
+from composer.api import cyclegan as transfer
+from composer.cli import cyclegan as transfer_cli
 from composer.errors import CheckpointError, ComposerError, MidiTooLongError, NotMidiError
 from composer.models.classifier import ClassifierConfig, GenreClassifier
 from composer.models.cyclegan import CycleGAN, get_config
@@ -134,13 +135,13 @@ def test_cli_writes_midi_and_refuses_bad_out(ckpt, tmp_path, capsys):
     src = tmp_path / "in.mid"
     piece(bars=5, tempo=110).write(str(src))
     out = tmp_path / "out.mid"
-    assert transfer.main([str(src), "--to", "alpha", "--out", str(out), "--checkpoint", str(ckpt)]) == 0
+    assert transfer_cli.main([str(src), "--to", "alpha", "--out", str(out), "--checkpoint", str(ckpt)]) == 0
     back = pretty_midi.PrettyMIDI(str(out))
     assert back.get_tempo_changes()[1][0] == pytest.approx(110.0, abs=0.01)  # MIDI stores whole microseconds
     assert back.get_end_time() == pytest.approx(pretty_midi.PrettyMIDI(str(src)).get_end_time(), abs=0.01)
     assert "beta -> alpha" in capsys.readouterr().out
     with pytest.raises(ComposerError, match="must end in .mid or .wav"):
-        transfer.main([str(src), "--to", "alpha", "--out", str(tmp_path / "x.txt"), "--checkpoint", str(ckpt)])
+        transfer_cli.main([str(src), "--to", "alpha", "--out", str(tmp_path / "x.txt"), "--checkpoint", str(ckpt)])
 
 
 def test_eval_json_has_the_issue_fields(ckpt, capsys):

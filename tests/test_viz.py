@@ -4,7 +4,7 @@ import io
 import pretty_midi
 from matplotlib.image import imread
 
-from composer import viz
+from composer.render import viz
 
 
 def test_pianoroll_png(example_midi):

@@ -105,7 +105,7 @@ def measure_sampling(model, n_chars: int = 1000, seed: int = 0, guard: bool = Tr
     process's CPU time (what one idle core would give). With ``guard`` (as the CLI and
     UI sample) redrawn characters cost time but are not counted; ``guard=False`` is the
     model's raw sampling speed."""
-    from composer.charrnn_api import SampleSettings
+    from composer.api.charrnn import SampleSettings
     settings = SampleSettings(max_chars=n_chars, guard=guard)
     best_wall, best_cpu, s = 0.0, 0.0, seed
     for _ in range(max(1, repeats)):
@@ -128,7 +128,7 @@ def evaluate(checkpoint=None, n: int = 200, real: int = 200, temperature: float 
              threads: int = 0, guard: bool = True) -> dict:
     """All metrics as a dict (see the module docstring)."""
     import torch
-    from composer import charrnn_api as api
+    from composer.api import charrnn as api
     from composer.music.abc import check_abc, load_dataset
     from composer.training.charrnn import evaluate_nats, join
     if threads:
@@ -188,7 +188,7 @@ def evaluate(checkpoint=None, n: int = 200, real: int = 200, temperature: float 
 
 def update_card(checkpoint, metrics: dict) -> None:
     """Write the metrics into the checkpoint's model card (``metrics`` key)."""
-    from composer.charrnn_api import DEFAULT_CHECKPOINT
+    from composer.api.charrnn import DEFAULT_CHECKPOINT
     base = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     path = Path(str(base.with_suffix("") if base.suffix in (".json", ".safetensors") else base) + ".json")
     card = json.loads(path.read_text())

@@ -61,7 +61,7 @@ def _onset_step_overlap(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _transfer_all(model, x, to, guard, batch: int = 64):
-    from composer.transfer import transfer_windows
+    from composer.api.cyclegan import transfer_windows
     outs = [transfer_windows(model, x[s:s + batch], to, guard=guard)[0] for s in range(0, len(x), batch)]
     return np.concatenate(outs) if outs else x
 
@@ -74,7 +74,7 @@ def evaluate_pair(path, max_windows: int | None = None, unguarded: bool = True, 
     """
     from composer.errors import CheckpointError
     from composer.training.cyclegan import load_domain_arrays
-    from composer.transfer import load_model
+    from composer.api.cyclegan import load_model
     model = load_model(str(path))
     if model.classifier is None:
         raise CheckpointError(f"no classifier next to {Path(path).name} (expected "
@@ -126,7 +126,7 @@ def evaluate_pair(path, max_windows: int | None = None, unguarded: bool = True, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from composer.transfer import shipped_pairs
+    from composer.api.cyclegan import shipped_pairs
     p = argparse.ArgumentParser(prog="python -m composer eval cyclegan", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", nargs="*", default=None, help="CycleGAN checkpoints (default: the shipped pairs)")
     p.add_argument("--max-windows", type=int, default=None, help="test windows per domain (default: all)")

@@ -1,7 +1,7 @@
 """``python -m composer eval musegan [--n 1000] [--json]``: the model's metrics beside Bach's.
 
 The reference is the held-out (validation) chorales cut into non-overlapping windows of
-the model's length, measured by the same code (composer.metrics). ``--json`` prints
+the model's length, measured by the same code (composer.music.metrics). ``--json`` prints
 ``{"model": {...}, "reference": {...}}``; without it, a table with the bar's verdict.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from composer import metrics
+from composer.music import metrics
 
 #: The keys of the bar, printed first.
 KEYS = ("upc_S", "upc_A", "upc_T", "upc_B", "qn", "polyphony", "td_mean", "scale_consistency", "range_ok",
@@ -54,7 +54,7 @@ def choose_truncation(model, n: int = 1000, seed: int = 1, data: str = "bach",
 
 
 def model_codes(model, n: int, seed: int = 0, truncation: float | None = None) -> np.ndarray:
-    from composer import musegan_api as mg
+    from composer.api import musegan as mg
     return mg.generate(model, mg.random_latents(model, n, seed=seed, truncation=truncation))
 
 
@@ -62,7 +62,7 @@ def evaluate(checkpoint=None, n: int = 1000, seed: int = 0, truncation: float | 
              data: str = "bach", weights: str = "ema") -> dict:
     """``{"model", "reference", "truncation"[, "truncation_search"]}``; ``truncation="auto"``
     first picks one with :func:`choose_truncation`."""
-    from composer import musegan_api as mg
+    from composer.api import musegan as mg
     model = mg.load_generator(checkpoint, weights=weights)
     ref = reference_codes(model.config.n_bars, data)
     out = {}

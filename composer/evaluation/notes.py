@@ -29,7 +29,7 @@ def build_parser():
 def evaluate(args) -> dict:
     import torch
 
-    from composer import notes_api
+    from composer.api import notes as notes_api
     from composer.errors import CheckpointError
     from composer.training.notes import evaluate_nll, load_data, ngram_baselines, transposed_stream
     torch.set_num_threads(max(1, args.threads))

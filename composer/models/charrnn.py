@@ -3,8 +3,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
+
+from composer.checkpoints import load_checkpoint, pair_paths, save_checkpoint
+from composer.errors import CheckpointError
+
+#: The model card's ``format`` for this model.
+CARD_FORMAT = "composer.charrnn/1"
 
 
 @dataclass
@@ -115,3 +124,52 @@ class Stepper:
             cs.append(c)
         logits = torch.addmm(self.head_b, h, self.head_w)[0]
         return logits, (torch.stack(hs), torch.stack(cs))
+
+
+class CharVocab:
+    """Characters <-> ids. The list of characters is saved in the model card."""
+
+    def __init__(self, chars):
+        self.chars = list(chars)
+        self.index = {c: i for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def from_texts(cls, *texts) -> "CharVocab":
+        return cls(sorted(set("".join(texts)) | {"\n"}))
+
+    def __len__(self):
+        return len(self.chars)
+
+    def encode(self, text: str, skip_unknown: bool = False) -> np.ndarray:
+        if skip_unknown:
+            return np.array([self.index[c] for c in text if c in self.index], dtype=np.int64)
+        return np.array([self.index[c] for c in text], dtype=np.int64)
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+
+
+def save_model(model: CharRNN, vocab: CharVocab, path: str | Path, card: dict, half: bool = True) -> None:
+    """Write ``path.safetensors`` (weights, half precision by default) and ``path.json``
+    (the model card, which holds the vocabulary and the config), as one pair."""
+    dtype = torch.float16 if half else torch.float32
+    tensors = {k: v.detach().to(dtype) for k, v in model.state_dict().items()}
+    card = dict(card, format=CARD_FORMAT, config=model.config.to_dict(), vocab=vocab.chars,
+                dtype="float16" if half else "float32")
+    save_checkpoint(path, tensors, card, metadata={"format": CARD_FORMAT})
+
+
+def load(path: str | Path, dtype=torch.float32) -> tuple[CharRNN, CharVocab, dict]:
+    """(model, vocabulary, card) saved by :func:`save_model` (``path`` with or without its suffix)."""
+    weights, card_path = pair_paths(path)
+    if not card_path.exists() or not weights.exists():
+        raise CheckpointError(f"checkpoint {weights.with_suffix('')}(.json, .safetensors) not found")
+    tensors, card = load_checkpoint(weights)
+    try:
+        model = CharRNN(CharRNNConfig.from_dict(card["config"]))
+        model.load_state_dict({k: v.to(dtype) for k, v in tensors.items()})
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights.name} is not a char-RNN checkpoint ({type(exc).__name__})") from None
+    model.eval()
+    return model, CharVocab(card["vocab"]), card

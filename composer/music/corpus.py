@@ -23,8 +23,8 @@ EXAMPLE_CHORALES = ("bach/bwv66.6", "bach/bwv269", "bach/bwv347", "bach/bwv153.1
 
 def cache_dir() -> Path:
     """Folder for everything rebuilt from the corpus (``$COMPOSER_CACHE`` or ~/.cache/composer)."""
-    root = os.environ.get("COMPOSER_CACHE") or Path.home() / ".cache" / "composer"
-    path = Path(root)
+    from composer.paths import cache_dir as root
+    path = root()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

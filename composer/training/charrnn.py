@@ -30,40 +30,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from composer.models.charrnn import PRESETS, CharRNN, CharRNNConfig
+from composer.models.charrnn import CARD_FORMAT, PRESETS, CharRNN, CharRNNConfig, CharVocab, load, save_model  # noqa: F401
+
+Vocab = CharVocab  # the name the trainer used
+load_model = load
 from composer.training.loop import cpu_name as _cpu_name
 from composer.training.loop import (load_checkpoint, load_optimizer_tensors, lr_at, optimizer_tensors, prefixed,
                                     save_checkpoint, setup_process, unprefixed)
 
-CARD_FORMAT = "composer.charrnn/1"
 
 
 # --------------------------------------------------------------------------------------
 # Vocabulary and data
 # --------------------------------------------------------------------------------------
-
-class Vocab:
-    """Characters <-> ids. The list of characters is saved in the model card."""
-
-    def __init__(self, chars):
-        self.chars = list(chars)
-        self.index = {c: i for i, c in enumerate(self.chars)}
-
-    @classmethod
-    def from_texts(cls, *texts) -> "Vocab":
-        return cls(sorted(set("".join(texts)) | {"\n"}))
-
-    def __len__(self):
-        return len(self.chars)
-
-    def encode(self, text: str, skip_unknown: bool = False) -> np.ndarray:
-        if skip_unknown:
-            return np.array([self.index[c] for c in text if c in self.index], dtype=np.int64)
-        return np.array([self.index[c] for c in text], dtype=np.int64)
-
-    def decode(self, ids) -> str:
-        return "".join(self.chars[int(i)] for i in ids)
-
 
 def join(tunes) -> str:
     return "".join(t.rstrip("\n") + "\n\n" for t in tunes)
@@ -151,45 +130,6 @@ def evaluate_nats(model: CharRNN, ids: np.ndarray, streams: int = 16, seq: int =
 # --------------------------------------------------------------------------------------
 # Checkpoints and model cards
 # --------------------------------------------------------------------------------------
-
-def save_model(model: CharRNN, vocab: Vocab, path: str | Path, card: dict, half: bool = True) -> None:
-    """Write ``path.safetensors`` (weights, half precision by default) and ``path.json``
-    (the model card, which holds the vocabulary and the config)."""
-    from safetensors.torch import save_file
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dtype = torch.float16 if half else torch.float32
-    tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".safetensors.tmp")
-    save_file(tensors, str(tmp), metadata={"format": CARD_FORMAT})
-    tmp.replace(path.with_suffix(".safetensors"))
-    try:
-        os.chmod(path.with_suffix(".safetensors"), 0o644)  # readable like the card, whatever the umask of tmp files
-    except OSError:
-        pass
-    card = dict(card, format=CARD_FORMAT, config=model.config.to_dict(), vocab=vocab.chars,
-                dtype="float16" if half else "float32")
-    tmpj = path.with_suffix(".json.tmp")
-    tmpj.write_text(json.dumps(card, indent=1))
-    tmpj.replace(path.with_suffix(".json"))
-
-
-def load_model(path: str | Path, dtype=torch.float32) -> tuple[CharRNN, Vocab, dict]:
-    """Load a model saved by :func:`save_model` (``path`` with or without its suffix)."""
-    from safetensors.torch import load_file
-    path = Path(path)
-    base = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-    card_path, weights_path = Path(str(base) + ".json"), Path(str(base) + ".safetensors")
-    if not card_path.exists() or not weights_path.exists():
-        raise FileNotFoundError(f"checkpoint {base}(.json, .safetensors) not found")
-    card = json.loads(card_path.read_text())
-    config = CharRNNConfig.from_dict(card["config"])
-    model = CharRNN(config)
-    state = {k: v.to(dtype) for k, v in load_file(str(weights_path)).items()}
-    model.load_state_dict(state)
-    model.eval()
-    return model, Vocab(card["vocab"]), card
-
 
 # --------------------------------------------------------------------------------------
 # Training

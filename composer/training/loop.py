@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from composer.checkpoints import load_checkpoint, prefixed, save_checkpoint, unprefixed  # noqa: F401  (re-exported for the trainers)
 from composer.device import keep_freed_memory, pick_device  # noqa: F401  (pick_device: re-exported for the trainers)
 
 
@@ -96,40 +97,6 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict, prefix: st
             state.setdefault(int(i), {})[k] = v
     sd["state"] = state
     opt.load_state_dict(sd)
-
-
-def save_checkpoint(path, tensors: dict[str, torch.Tensor], card: dict):
-    """Write ``path`` (.safetensors) and its model card ``path.with_suffix('.json')`` atomically."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    card_tmp = path.with_suffix(".json.tmp")
-    card_tmp.write_text(json.dumps(card, indent=2))
-    tmp.replace(path)
-    card_tmp.replace(path.with_suffix(".json"))
-
-
-def load_checkpoint(path, device="cpu") -> tuple[dict[str, torch.Tensor], dict]:
-    """Read tensors and model card; raises CheckpointError-compatible errors via the caller."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    tensors = load_file(str(path), device=str(device))
-    card_path = path.with_suffix(".json")
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    return tensors, card
-
-
-def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.{k}": v for k, v in state.items()}
-
-
-def unprefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    n = len(prefix) + 1
-    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
 class Timer:

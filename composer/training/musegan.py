@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from composer.metrics import VOICE_RANGES, pitch_offset_default
+from composer.music.metrics import VOICE_RANGES, pitch_offset_default
 from composer.models.musegan import PRESETS, Critic, Generator, MuseGANConfig, get_config, sample_latents
 from composer.training.loop import (Dist, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
                                     optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,

@@ -1,6 +1,6 @@
 """Compose tab: MuseGAN latents as sliders per piece, bar, track and cell; piano roll and audio live.
 
-Handlers are thin: :mod:`composer.compose` does the music. A slider's release runs the fast
+Handlers are thin: :mod:`composer.api.compose` does the music. A slider's release runs the fast
 path (generate + render + plot, :func:`render_state`) and then, chained, the slow part
 (score and MusicXML), so moving a slider answers quickly.
 """
@@ -12,10 +12,10 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from composer import audio, viz
-from composer.compose import FEATURE_WORDS, FEATURES, Composer, ComposeState, load_composer
+from composer.api import compose as compose_api
+from composer.api.compose import FEATURE_WORDS, FEATURES, Composer, ComposeState, load_composer
 from composer.errors import CheckpointError, ComposerError
-from composer.outputs import new_output_dir
+from composer.render.outputs import new_output_dir
 from composer.ui.common import GM_CHOICES, choice_program, program_choice, user_errors
 from composer.ui.gpu import gpu
 
@@ -59,34 +59,9 @@ MODEL = ModelSlot()
 # Package-level helpers the handlers (and the bench) call
 # --------------------------------------------------------------------------------------------
 
-@gpu
-def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
-    """The fast path: generate, render audio, draw the piano roll. Returns (png, wav, midi, folder)."""
-    folder = folder or new_output_dir("composer-compose-")
-    pm = comp.midi(st)
-    wav = audio.render_to_wav(pm, folder / "composition.wav")
-    png = viz.save_pianoroll(pm, folder / "composition.png", title=f"seed {st.seed}, {st.n_bars} bars")
-    midi = folder / "composition.mid"
-    pm.write(str(midi))
-    return png, wav, midi, folder
-
-
-def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
-    """The slow part: MusicXML, score, latents JSON; returns (download list, score html)."""
-    pm = comp.midi(st)
-    files = [folder / "composition.mid", folder / "composition.wav"]
-    latents = folder / "latents.json"
-    latents.write_text(st.to_json())
-    score = ""
-    try:
-        xml = viz.musicxml(pm, title=f"Composer - seed {st.seed}")
-        (folder / "composition.musicxml").write_text(xml, encoding="utf-8")
-        files.append(folder / "composition.musicxml")
-        score = viz.score_html(pm, xml=xml)
-    except ComposerError as exc:
-        score = f"<p>Score not available: {exc}</p>"
-    files.append(latents)
-    return [str(f) for f in files if f.exists()], score
+#: The fast path runs inside the GPU slot on ZeroGPU (a no-op wrapper elsewhere).
+render_state = gpu(compose_api.render_state)
+finish_outputs = compose_api.finish_outputs
 
 
 def grid_table(comp: Composer, st: ComposeState):

@@ -1,8 +1,8 @@
 """Continue tab: a melody (typed, drawn on a grid, uploaded or from the corpus) continued by
 the note/chord LSTM or WaveNet; prompt and continuation in one piano roll with the seam marked.
 
-Handlers are thin: the music is made by :mod:`composer.notes_api`, the files by
-:func:`composer.outputs.export_piece`. Every action has an ``api_name``.
+Handlers are thin: the music is made by :mod:`composer.api.notes`, the files by
+:func:`composer.render.outputs.export_piece`. Every action has an ``api_name``.
 """
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from composer import notes_api
+from composer.api import notes as notes_api
 from composer.errors import CheckpointError, DataError
 from composer.music.corpus import example_midi_paths
 from composer.music.midi import load_midi
 from composer.music.tokens import midi_to_note_name
-from composer.outputs import export_piece, safe_stem
+from composer.render.outputs import export_piece, safe_stem
 from composer.ui.common import GM_CHOICES, choice_program, user_errors
 
 SOURCES = ("Notes typed as names", "Grid", "MIDI file", "Corpus example")

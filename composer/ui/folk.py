@@ -9,10 +9,10 @@ import html
 
 import gradio as gr
 
-from composer import charrnn_api as folk
-from composer import viz
+from composer.api import charrnn as folk
+from composer.render import viz
 from composer.errors import CheckpointError, ComposerError
-from composer.outputs import export_piece, new_output_dir
+from composer.render.outputs import export_piece, new_output_dir
 from composer.ui.common import user_errors
 
 MAX_ABC_CHARS = 20_000

@@ -8,7 +8,7 @@ import pretty_midi
 
 from composer.music.corpus import example_midi_paths
 from composer.music.midi import load_midi, with_programs
-from composer.outputs import export_piece, safe_stem
+from composer.render.outputs import export_piece, safe_stem
 from composer.ui.common import GM_CHOICES, choice_program, program_choice, user_errors
 
 #: Instrument pickers shown; tracks past this keep their own program.

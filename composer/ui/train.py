@@ -1,6 +1,6 @@
 """Train tab: pick a model and data, watch the loss curves live, preview, save, use in Compose.
 
-The run itself is a child process managed by :mod:`composer.jobs`; this tab starts it and
+The run itself is a child process managed by :mod:`composer.ui.jobs`; this tab starts it and
 polls its log with a ``gr.Timer`` once a second.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ import gradio as gr
 import pandas as pd
 
 from composer.errors import ComposerError
-from composer.jobs import JOBS, available_trainables, prepare_upload
+from composer.ui.jobs import JOBS, available_trainables, prepare_upload
 from composer.music.corpus import cache_dir
-from composer.outputs import export_piece, new_output_dir, safe_stem
+from composer.render.outputs import export_piece, new_output_dir, safe_stem
 from composer.ui.common import user_errors
 
 _preview_cache: dict[str, tuple[float, tuple]] = {}
@@ -68,12 +68,12 @@ def make_preview(job) -> tuple:
     if t.key in ("cyclegan", "classifier"):
         return None, None, ""  # their figures are the curves; `eval cyclegan` measures transfer
     if t.key == "musegan":
-        from composer.musegan_api import generate, load_generator, random_latents, to_codes, to_pretty_midi
+        from composer.api.musegan import generate, load_generator, random_latents, to_codes, to_pretty_midi
         model = load_generator(ck)
         codes = to_codes(generate(model, random_latents(model, 1, seed=0)))[0]
         piece = export_piece(to_pretty_midi(codes), "preview", score=False, title="current generator, seed 0")
     elif t.key == "charrnn":  # a tune from the best model so far
-        from composer import charrnn_api
+        from composer.api import charrnn as charrnn_api
         text = charrnn_api.generate_tune(model=charrnn_api.FolkModel(ck), seed=0, max_chars=800)
         out = (None, None, text)
         _preview_cache[key] = (mtime, out)
@@ -82,7 +82,7 @@ def make_preview(job) -> tuple:
         import pretty_midi
 
         from composer.music.corpus import example_midi_paths
-        from composer.notes_api import continue_midi
+        from composer.api.notes import continue_midi
         prompt = pretty_midi.PrettyMIDI(str(next(iter(example_midi_paths().values()))))
         for inst in prompt.instruments[1:]:
             inst.notes = []

@@ -1,6 +1,6 @@
 """Genre transfer tab: a MIDI (upload, corpus example or the Compose tab's piece) -> another genre.
 
-Thin handlers over :mod:`composer.transfer`; every action has an ``api_name``. Shows the
+Thin handlers over :mod:`composer.api.cyclegan`; every action has an ``api_name``. Shows the
 piano rolls and audio before and after, the genre classifier's probabilities before and
 after, and the downloads (MIDI, WAV, MusicXML) of the result.
 """
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from composer import transfer as tr
+from composer.api import cyclegan as tr
 from composer.errors import ComposerError
 from composer.music.corpus import example_midi_paths
 from composer.music.midi import load_midi
-from composer.outputs import export_piece, new_output_dir, safe_stem
+from composer.render.outputs import export_piece, new_output_dir, safe_stem
 from composer.ui.common import user_errors
 
 

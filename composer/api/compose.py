@@ -38,7 +38,9 @@ import torch
 
 from composer.errors import CheckpointError, ComposerError  # noqa: F401
 from composer.music.pianoroll import ONSET, REST, MultiTrackRoll, float_to_codes
-from composer.musegan_api import load_generator, slerp
+from composer.render import audio, viz
+from composer.render.outputs import new_output_dir
+from composer.api.musegan import load_generator, slerp
 
 LEVELS = ("style", "chords", "groove", "melody")
 FEATURES = ("density", "register", "length")
@@ -597,10 +599,43 @@ def load_composer(path: str | Path | None = None) -> Composer:
     return comp
 
 
+# --------------------------------------------------------------------------------------------
+# Files of a piece: the fast path (audio + roll) and the slow part (score, MusicXML, latents)
+# --------------------------------------------------------------------------------------------
+
+def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
+    """The fast path: generate, render audio, draw the piano roll. Returns (png, wav, midi, folder)."""
+    folder = folder or new_output_dir("composer-compose-")
+    pm = comp.midi(st)
+    wav = audio.render_to_wav(pm, folder / "composition.wav")
+    png = viz.save_pianoroll(pm, folder / "composition.png", title=f"seed {st.seed}, {st.n_bars} bars")
+    midi = folder / "composition.mid"
+    pm.write(str(midi))
+    return png, wav, midi, folder
+
+
+def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
+    """The slow part: MusicXML, score, latents JSON; returns (download list, score html)."""
+    pm = comp.midi(st)
+    files = [folder / "composition.mid", folder / "composition.wav"]
+    latents = folder / "latents.json"
+    latents.write_text(st.to_json())
+    score = ""
+    try:
+        xml = viz.musicxml(pm, title=f"Composer - seed {st.seed}")
+        (folder / "composition.musicxml").write_text(xml, encoding="utf-8")
+        files.append(folder / "composition.musicxml")
+        score = viz.score_html(pm, xml=xml)
+    except ComposerError as exc:
+        score = f"<p>Score not available: {exc}</p>"
+    files.append(latents)
+    return [str(f) for f in files if f.exists()], score
+
+
 def bench(n: int = 40) -> dict:
     """``compose_e2e_p95_ms``: slider event -> generate + render + plot, 2 bars, 44.1 kHz.
 
-    Measured through :func:`composer.ui.compose.render_state`, the function the UI calls.
+    Measured through :func:`render_state`, the function the UI calls.
     """
     from composer.device import use_interactive_threads
     use_interactive_threads()  # as the app runs
@@ -608,7 +643,6 @@ def bench(n: int = 40) -> dict:
         comp = load_composer()
     except CheckpointError:
         return {"compose_e2e_p95_ms": None}
-    from composer.ui.compose import render_state
     st = comp.new_state(seed=1, n_bars=2)
     render_state(comp, st)  # warm: presets loaded, figure code paths compiled
     times = []

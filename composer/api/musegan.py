@@ -1,6 +1,6 @@
 """MuseGAN from Python: load the shipped generator, make latents, turn them into music.
 
-    from composer import musegan_api as mg
+    from composer.api import musegan as mg
     model = mg.load_generator()                  # checkpoints/musegan.safetensors
     z = mg.random_latents(model, 2, seed=7)      # dict of numpy arrays (JSON-able)
     codes = mg.generate(model, z)                # (2, 4, bars, 16, 84) REST/HOLD/ONSET codes
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from composer.paths import checkpoints_dir
 from composer.errors import CheckpointError
 from composer.models.musegan import Generator, MuseGANConfig
 
@@ -27,7 +28,7 @@ DEFAULT_TEMPO = 80.0
 
 
 def default_checkpoint() -> Path:
-    return Path(__file__).resolve().parent.parent / "checkpoints" / "musegan.safetensors"
+    return checkpoints_dir() / "musegan.safetensors"
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from composer.errors import ComposerError, DataError
 
-ROOT = Path(__file__).resolve().parent.parent
+from composer.paths import PACKAGE_PARENT as ROOT  # the child runs `python -m composer` from here
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024     # a zip, compressed
 MAX_UNPACKED_BYTES = 300 * 1024 * 1024   # everything inside it
 MAX_FILES = 5000
@@ -75,7 +75,7 @@ TRAINABLES = {
 
 
 def available_trainables() -> dict[str, Trainable]:
-    from composer.cli import has_module
+    from composer.training import has_module
     return {k: v for k, v in TRAINABLES.items() if has_module(f"composer.training.{v.cli[0]}")}
 
 
@@ -105,7 +105,7 @@ def prepare_upload(paths: list[str | Path], extensions: tuple[str, ...], dest: P
     or a limit is exceeded.
     """
     from composer.music.midi import load_midi_bytes
-    from composer.outputs import safe_stem
+    from composer.render.outputs import safe_stem
     dest.mkdir(parents=True, exist_ok=True)
     out = PreparedData(dest)
     total = 0

@@ -2,7 +2,7 @@
 
 Typical use::
 
-    from composer import charrnn_api as folk
+    from composer.api import charrnn as folk
     for text in folk.stream_tune(meter="6/8", key="D", tune_type="jig", seed=3):
         show(text)                      # the tune so far, growing as it is written
     check = folk.validate(text)         # valid / strict / error with line and column
@@ -24,12 +24,13 @@ from typing import Iterator
 
 import torch
 
+from composer.paths import checkpoints_dir
 from composer.errors import ComposerError
 from composer.music.abc import (HEADER_ORDER, TUNE_TYPES, AbcCheck, AbcError, BarTracker, abc_to_musicxml,
                                 abc_to_pretty_midi, check_abc, header_value_ok, normalize_key, normalize_type)
 
 #: The shipped checkpoint (``.safetensors`` + ``.json`` model card).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "charrnn"
+DEFAULT_CHECKPOINT = checkpoints_dir() / "charrnn"
 #: Instruments offered for playback: name -> General MIDI program.
 INSTRUMENTS = {"fiddle": 40, "flute": 73, "tin whistle": 78, "piano": 0, "accordion": 21, "harp": 46,
                "bagpipes": 109, "guitar": 24, "mandolin": 25, "concertina": 23, "cello": 42, "oboe": 68}
@@ -74,7 +75,7 @@ class FolkModel:
 
     def __init__(self, path: str | Path | None = None):
         from composer.errors import CheckpointError
-        from composer.training.charrnn import load_model
+        from composer.models.charrnn import load as load_model
         self.path = Path(path) if path else DEFAULT_CHECKPOINT
         try:
             self.model, self.vocab, self.card = load_model(self.path)
@@ -502,7 +503,7 @@ def render_tune(abc: str, program: int = 40, tempo: float | None = None) -> Tune
     import pretty_midi
     out.pm = pretty_midi.PrettyMIDI(io.BytesIO(parts["midi"]))
     try:
-        out.score_svg = sandbox.run("composer.viz:score_svg", abc, input_format="abc",
+        out.score_svg = sandbox.run("composer.render.viz:score_svg", abc, input_format="abc",
                                     what="cannot draw this score")
     except ComposerError as exc:
         out.score_error = str(exc)

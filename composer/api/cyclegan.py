@@ -19,9 +19,7 @@ The classifier shipped with the pair gives the genre probabilities before and af
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
+from composer.paths import checkpoints_dir
 from composer.errors import CheckpointError, ComposerError, MidiTooLongError
 from composer.music.genres import binary_to_codes, midi_to_roll, note_density, onsets
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINTS = checkpoints_dir()
 #: Inputs longer than this many bars are refused (about 8 minutes at 120 bpm).
 MAX_BARS = 256
 #: General MIDI program of each built-in genre's output.
@@ -96,14 +95,11 @@ def find_checkpoint(to: str, folder: Path = CHECKPOINTS, source: str | None = No
 
 
 def _load(path: Path):
-    from composer.training.loop import load_checkpoint
+    from composer.checkpoints import load_checkpoint
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint: {path}")
-    try:
-        return load_checkpoint(path)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path.name}: {exc}") from None
+    return load_checkpoint(path)
 
 
 @functools.lru_cache(maxsize=4)
@@ -111,7 +107,7 @@ def load_model(path: str | Path | None = None, to: str | None = None) -> Transfe
     """Load a CycleGAN checkpoint (shipped or from training) and its pair's classifier."""
     from composer.models.classifier import ClassifierConfig, GenreClassifier
     from composer.models.cyclegan import CycleGANConfig, Generator
-    from composer.training.loop import unprefixed
+    from composer.checkpoints import unprefixed
     path = Path(path) if path else find_checkpoint(to or "folk")
     tensors, card = _load(path)
     if card.get("model") != "cyclegan" or "config" not in card:
@@ -381,46 +377,8 @@ def transfer_file(path: str | Path, to: str, **kwargs) -> TransferResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# CLI and bench
+# Bench
 # ---------------------------------------------------------------------------------------------
-
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m composer transfer",
-                                description="Transfer a MIDI file to another genre with the CycleGAN.")
-    p.add_argument("input", help="a .mid file in 4/4")
-    p.add_argument("--to", required=True, help="target genre (shipped: %s)" % (", ".join(available_genres()) or "none"))
-    p.add_argument("--out", required=True, help="the .mid or .wav to write")
-    p.add_argument("--strength", type=float, default=1.0, help="0 = the input, 1 = the full transfer")
-    p.add_argument("--keep-rhythm", action="store_true", help="keep the input's note starts and lengths")
-    p.add_argument("--no-guard", action="store_true", help="binarise at 0.5 without the density guard")
-    p.add_argument("--checkpoint", default=None, help="a CycleGAN checkpoint instead of the shipped one")
-    p.add_argument("--program", type=int, default=None, help="General MIDI program of the output (0-127)")
-    p.add_argument("--threads", type=int, default=None)
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    if out.suffix.lower() not in (".mid", ".midi", ".wav"):
-        raise TransferError(f"--out must end in .mid or .wav, got '{out.name}'")
-    if not out.parent.is_dir():
-        raise TransferError(f"the folder '{out.parent}' does not exist")
-    if args.program is not None and not 0 <= args.program <= 127:
-        raise TransferError(f"--program must be 0-127, got {args.program}")
-    res = transfer_file(args.input, args.to, strength=args.strength, keep_rhythm=args.keep_rhythm,
-                        checkpoint=args.checkpoint, program=args.program, guard=not args.no_guard)
-    if out.suffix.lower() == ".wav":
-        from composer import audio
-        audio.render_to_wav(res.pm, out)
-    else:
-        res.pm.write(str(out))
-    print(f"wrote {out}: {res.summary()} ({res.seconds:.2f} s)")
-    return 0
-
 
 def bench(to: str | None = None, repeats: int = 5) -> dict:
     """``transfer_ms``: one 4-bar window, batch 1, on the CPU (generator + guard)."""
@@ -443,10 +401,3 @@ def bench(to: str | None = None, repeats: int = 5) -> dict:
     return {"transfer_ms": round(float(np.median(times)), 2), "transfer_pair": "_".join(model.domains),
             "transfer_threads": torch.get_num_threads()}
 
-
-if __name__ == "__main__":
-    try:
-        raise SystemExit(main(sys.argv[1:]))
-    except ComposerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1)

@@ -17,27 +17,17 @@ import platform
 import sys
 from pathlib import Path
 
+from composer.paths import checkpoints_dir
 from composer.errors import ComposerError
 
-#: train MODEL -> module with main(argv); eval MODEL likewise.
-TRAINERS = {"musegan": "composer.training.musegan", "charrnn": "composer.training.charrnn",
-            "cyclegan": "composer.training.cyclegan", "classifier": "composer.training.classifier",
-            "notes": "composer.training.notes"}
-EVALUATORS = {"musegan": "composer.evaluation.musegan", "charrnn": "composer.evaluation.charrnn",
-              "cyclegan": "composer.evaluation.cyclegan", "notes": "composer.evaluation.notes"}
+from composer.evaluation import EVALUATORS
+from composer.training import TRAINERS, has_module
+
 #: other commands that live in their feature's module
-DELEGATED = {"generate": "composer.generate", "abc": "composer.abc_cli", "transfer": "composer.transfer",
-             "continue": "composer.continue_cli"}
+DELEGATED = {"generate": "composer.cli.musegan", "abc": "composer.cli.charrnn", "transfer": "composer.cli.cyclegan",
+             "continue": "composer.cli.notes"}
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-
-
-def has_module(name: str) -> bool:
-    """Whether ``name`` can be imported here (False also when its parent package is absent)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
+CHECKPOINTS = checkpoints_dir()
 
 
 def _available(modules: dict[str, str]) -> dict[str, str]:
@@ -46,7 +36,7 @@ def _available(modules: dict[str, str]) -> dict[str, str]:
 
 
 def cmd_render(args) -> int:
-    from composer import audio
+    from composer.render import audio
     from composer.music.midi import load_midi
     pm = load_midi(args.input)
     out = Path(args.out)
@@ -62,7 +52,7 @@ def cmd_render(args) -> int:
 
 def info() -> dict:
     """What this installation has: soundfont, torch device, checkpoints, versions."""
-    from composer import audio
+    from composer.render import audio
     out: dict = {"python": platform.python_version()}
     try:
         out["soundfont"] = str(audio.find_soundfont())
@@ -101,7 +91,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from composer import bench
+    from composer.bench import run as bench
     result = bench.run(preset=args.preset, only=args.only)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0

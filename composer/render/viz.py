@@ -201,7 +201,7 @@ def safe_score(pm: pretty_midi.PrettyMIDI, title: str | None = None, timeout: fl
     from composer import sandbox
     buf = io.BytesIO()
     pm.write(buf)
-    return sandbox.run("composer.viz:score_parts", buf.getvalue(), title, timeout=timeout,
+    return sandbox.run("composer.render.viz:score_parts", buf.getvalue(), title, timeout=timeout,
                        what="cannot draw this score")
 
 

@@ -49,7 +49,7 @@ def train_iter_seconds(preset: str = "seed", iters: int = 2, batch: int = 64, bf
 
 def generate_ms(preset: str = "default", repeats: int = 20) -> float:
     """Median milliseconds for one phrase: latents -> generator (eval) -> monophonic codes."""
-    from composer import musegan_api as mg
+    from composer.api import musegan as mg
     from composer.models.musegan import Generator, get_config
 
     cfg = get_config(preset)

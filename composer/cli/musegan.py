@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from composer import musegan_api as mg
+from composer.api import musegan as mg
 from composer.errors import AudioError, CheckpointError, ComposerError
 
 
@@ -66,12 +66,12 @@ def generate(args) -> dict:
         pm = mg.to_pretty_midi(codes, tempo=float(meta["tempo"]))
         pm.write(str(out / f"{name}.mid"))
         files.append(out / f"{name}.mid")
-        from composer.viz import save_pianoroll
+        from composer.render.viz import save_pianoroll
         save_pianoroll(pm, out / f"{name}.png")
         files.append(out / f"{name}.png")
         if audio_ok:
             try:
-                from composer.audio import render_to_wav
+                from composer.render.audio import render_to_wav
                 render_to_wav(pm, out / f"{name}.wav")
                 files.append(out / f"{name}.wav")
             except AudioError as exc:  # no FluidSynth or soundfont: MIDI and PNG still help

@@ -32,7 +32,7 @@ def build_parser():
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from composer import notes_api
+    from composer.api import notes as notes_api
     from composer.errors import DataError
     from composer.music.midi import load_midi
     if args.threads:
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
                                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".wav":
-        from composer import audio
+        from composer.render import audio
         audio.render_to_wav(result, out)
     else:
         result.write(str(out))
@@ -63,5 +63,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from composer.cli import main as cli_main
+    from composer.cli.main import main as cli_main
     sys.exit(cli_main(["continue", *sys.argv[1:]]))

@@ -44,7 +44,7 @@ def _median_time(fn, repeats: int) -> float:
 
 def bench_render(repeats: int = 5) -> dict:
     """``render_rtf`` and ``render_vs_cli`` (ours vs ``fluidsynth -ni -F`` on the same MIDI)."""
-    from composer import audio
+    from composer.render import audio
     r = audio.get_renderer()
     pm = _bench_piece()
     seconds = pm.get_end_time() + audio.RELEASE_TAIL_S
@@ -81,7 +81,7 @@ def bench_render(repeats: int = 5) -> dict:
 
 def bench_viz(repeats: int = 7) -> dict:
     """``pianoroll_png_ms`` for 8 bars x 4 tracks (a chorale's first 8 bars)."""
-    from composer import viz
+    from composer.render import viz
     from composer.music.corpus import example_midi_paths
     from composer.music.pianoroll import MultiTrackRoll
     pm = pretty_midi.PrettyMIDI(str(next(iter(example_midi_paths().values()))))
@@ -93,14 +93,14 @@ def bench_viz(repeats: int = 7) -> dict:
 
 
 #: optional groups contributed by feature modules: name -> (module, function)
-OPTIONAL = {"musegan": ("composer.bench_musegan", "bench"), "compose": ("composer.compose", "bench"),
-            "charrnn": ("composer.bench_charrnn", "bench"), "notes": ("composer.notes_api", "bench"),
-            "transfer": ("composer.transfer", "bench")}
+OPTIONAL = {"musegan": ("composer.bench.musegan", "bench"), "compose": ("composer.api.compose", "bench"),
+            "charrnn": ("composer.bench.charrnn", "bench"), "notes": ("composer.api.notes", "bench"),
+            "transfer": ("composer.api.cyclegan", "bench")}
 
 
 def run(preset: str = "seed", only: list[str] | None = None) -> dict:
     """Run every bench group (or ``only`` these) and merge their figures."""
-    from composer.cli import has_module
+    from composer.training import has_module
     result: dict = {}
     groups = {"render": bench_render, "viz": bench_viz}
     for name, fn in groups.items():

@@ -21,10 +21,11 @@ import numpy as np
 import pretty_midi
 import torch
 
+from composer.paths import checkpoints_dir
 from composer.errors import CheckpointError, DataError
 from composer.music import tokens as T
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINTS = checkpoints_dir()
 ARCHS = ("lstm", "wavenet")
 MAX_BARS = 32
 _lock = threading.Lock()

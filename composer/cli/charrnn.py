@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from composer import charrnn_api as api
+    from composer.api import charrnn as api
     from composer.music import abc
     if args.cmd == "sample":
         prefix = args.prefix

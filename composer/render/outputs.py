@@ -1,6 +1,6 @@
 """The one rendering path every tab shares: a PrettyMIDI in, the files a musician takes away out.
 
-:func:`export_piece` writes the MIDI, renders the WAV through :mod:`composer.audio`, draws
+:func:`export_piece` writes the MIDI, renders the WAV through :mod:`composer.render.audio`, draws
 the piano roll and engraves the score, into a fresh folder per call, so two users never
 overwrite each other's files.
 """
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pretty_midi
 
-from composer import audio, viz
+from composer.render import audio
+
+from composer.render import viz
 from composer.errors import ComposerError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
+from composer.paths import soundfonts_dir
 from composer.errors import AudioError, FluidSynthMissingError, SoundfontNotFoundError
 
 SAMPLE_RATE = 44100
@@ -35,7 +36,7 @@ RELEASE_TAIL_S = 1.5
 #: FluidSynth's master gain; 0.5 leaves headroom for four to eight voices without clipping.
 GAIN = 0.5
 DRUM_CHANNEL = 9
-ASSETS_SOUNDFONTS = Path(__file__).resolve().parent.parent / "assets" / "soundfonts"
+ASSETS_SOUNDFONTS = soundfonts_dir()
 SYSTEM_SOUNDFONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts"),
                          Path("/opt/homebrew/share/soundfonts"), Path("/usr/local/share/soundfonts"))
 

@@ -18,7 +18,7 @@ def bench(checkpoint=None, n_chars: int = 1000, seed: int = 0) -> dict:
         ``charrnn_check_s`` (checking that tune with music21).
     """
     import torch
-    from composer import charrnn_api as api
+    from composer.api import charrnn as api
     from composer.evaluation.charrnn import measure_sampling
     from composer.music.abc import check_abc
     t = time.perf_counter()
