@@ -193,15 +193,13 @@ def test_load_generator_errors(tmp_path):
         mg.load_generator(bad)
 
 
-def test_slerp_and_song_latents():
+def test_slerp_and_random_latents():
     a, b = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
     assert np.allclose(mg.slerp(a, b, 0.0), a) and np.allclose(mg.slerp(a, b, 1.0), b)
     assert np.allclose(mg.slerp(a, b, 0.5), [[2 ** -0.5, 2 ** -0.5]])   # stays on the circle (lerp would not)
     cfg = get_config("tiny")
     model = mg.LoadedGenerator(Generator(cfg).eval(), cfg, {}, None, torch.device("cpu"))
     z = mg.random_latents(model, 3, seed=0)
-    song = mg.song_latents(z, steps_between=1)
-    assert song["chords"].shape[0] == 5 and np.array_equal(song["melody"][2], z["melody"][1])
     # randn, not rand: about half the values are negative
     assert 0.3 < (z["groove"] < 0).mean() < 0.7
     assert np.abs(mg.random_latents(model, 3, seed=0, truncation=0.5)["style"]).max() <= 0.5
@@ -218,24 +216,40 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_generate_cli_writes_files_and_reproduces_from_latents(tiny_checkpoint, tmp_path):
+    from composer.api.compose import LATENTS_FORMAT, ComposeState
     from composer.cli import musegan as generate
-    a, b = tmp_path / "a", tmp_path / "b"
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert generate.main(["--pieces", "2", "--seed", "3", "--out", str(a), "--checkpoint", str(tiny_checkpoint),
                           "--truncation", "2"]) == 0
     for stem in ("piece_01", "piece_02", "song"):
         assert (a / f"{stem}.mid").stat().st_size > 0
         assert (a / f"{stem}.png").stat().st_size > 0
     saved = json.loads((a / "latents.json").read_text())
-    assert np.abs(np.array(saved["melody"])).max() <= 2.0 and len(saved["chords"]) == 2
+    assert saved["format"] == LATENTS_FORMAT and saved["version"] == 1   # the Compose tab's one format
+    st = ComposeState.from_json((a / "latents.json").read_text())
+    assert st.n_bars == 2 * st.bars_per_phrase and st.truncation == 2.0
+    assert max(np.abs(x).max() for anchor in st.anchors for x in anchor.values()) <= 2.0
+    # the song and each piece render again note for note from their latents
     assert generate.main(["--latents", str(a / "latents.json"), "--out", str(b), "--checkpoint",
                           str(tiny_checkpoint), "--no-audio"]) == 0
-    for stem in ("piece_01", "piece_02", "song"):
-        assert (a / f"{stem}.mid").read_bytes() == (b / f"{stem}.mid").read_bytes()
-    import pretty_midi
-    song = pretty_midi.PrettyMIDI(str(a / "song.mid"))
-    piece = pretty_midi.PrettyMIDI(str(a / "piece_01.mid"))
-    assert len(song.instruments) == 4
-    assert song.get_end_time() > 2 * piece.get_end_time()   # 2 pieces + 1 blended phrase
+    assert (a / "song.mid").read_bytes() == (b / "song.mid").read_bytes()
+    assert generate.main(["--latents", str(a / "piece_02.json"), "--out", str(c), "--checkpoint",
+                          str(tiny_checkpoint), "--no-audio"]) == 0
+    assert (a / "piece_02.mid").read_bytes() == (c / "song.mid").read_bytes()
+
+
+def test_old_generate_latents_still_load(tiny_checkpoint):
+    from composer.api.compose import ComposeState, load_composer
+    comp = load_composer(str(tiny_checkpoint))
+    z, T = comp.cfg.z_dim, comp.cfg.n_tracks
+    rng = np.random.default_rng(0)
+    old = {"seed": 3, "truncation": 2.0, "blend": 1, "tempo": 80.0, "checkpoint": "musegan.safetensors", "n_bars": comp.cfg.n_bars,
+           "chords": rng.standard_normal((1, z)).tolist(), "style": rng.standard_normal((1, z)).tolist(),
+           "melody": rng.standard_normal((1, T, z)).tolist(), "groove": rng.standard_normal((1, T, z)).tolist()}
+    st = ComposeState.from_json(json.dumps(old))
+    assert st.n_bars == comp.cfg.n_bars and st.seed == 3 and st.tempo == 80.0
+    np.testing.assert_allclose(st.anchors[0]["melody"], np.asarray(old["melody"][0], np.float32))
+    assert len(comp.midi(st).instruments) == T
 
 
 def test_bench_functions_run():

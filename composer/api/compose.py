@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import time
 import warnings
@@ -40,7 +41,7 @@ from composer.errors import CheckpointError, ComposerError  # noqa: F401
 from composer.music.pianoroll import ONSET, REST, MultiTrackRoll, float_to_codes
 from composer.render import audio, viz
 from composer.render.outputs import new_output_dir
-from composer.api.musegan import load_generator, slerp
+from composer.api.musegan import DEFAULT_TEMPO, load_generator, slerp
 
 LEVELS = ("style", "chords", "groove", "melody")
 FEATURES = ("density", "register", "length")
@@ -259,33 +260,71 @@ class ComposeState:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "ComposeState":
-        """Restore a state from latents JSON, checking every shape; raises :class:`LatentsError`."""
+        """Restore a state from latents JSON, checking every type, range and shape.
+
+        Reads the one latents format (``"format": "composer-musegan-latents"``, written by the
+        Compose tab and by ``python -m composer generate``) and, for old files, the arrays-only
+        file that ``generate`` wrote before (its first pieces become the phrases of the piece).
+
+        Raises
+        ------
+        LatentsError
+            With a one-line message naming what is wrong.
+        """
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise LatentsError("the latents file is not UTF-8 text") from None
+        if len(text) > MAX_LATENTS_CHARS:
+            raise LatentsError(f"the latents file is over {MAX_LATENTS_CHARS // 1_000_000} MB")
+        if _json_depth(text) > MAX_JSON_DEPTH:
+            raise LatentsError(f"the latents file is nested more than {MAX_JSON_DEPTH} levels deep")
         try:
             d = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise LatentsError(f"the latents file is not valid JSON ({exc})") from None
+        except (ValueError, RecursionError) as exc:
+            raise LatentsError(f"the latents file is not valid JSON ({str(exc)[:120]})") from None
+        if isinstance(d, dict) and "format" not in d and all(k in d for k in LEVELS):
+            d = _from_generate_v0(d)
         if not isinstance(d, dict) or d.get("format") != LATENTS_FORMAT:
             raise LatentsError(f"not a Composer latents file (expected \"format\": \"{LATENTS_FORMAT}\")")
+        if not isinstance(d.get("version", 1), int) or d.get("version", 1) > LATENTS_VERSION:
+            raise LatentsError(f"latents format version {d.get('version')!r} is newer than this Composer reads "
+                               f"({LATENTS_VERSION})")
         try:
-            z, T, N = int(d["z_dim"]), int(d["n_tracks"]), int(d["bars_per_phrase"])
-            n_bars = int(d["n_bars"])
-            if not 1 <= n_bars <= MAX_BARS:
-                raise LatentsError(f"n_bars must be 1-{MAX_BARS}, got {n_bars}")
+            z, T, N = _count(d, "z_dim", 1, 4096), _count(d, "n_tracks", 1, 16), _count(d, "bars_per_phrase", 1, 64)
+            n_bars = _count(d, "n_bars", 1, MAX_BARS)
             arr = lambda v, shape: _array(v, shape)  # noqa: E731
+            if not isinstance(d["anchors"], list):
+                raise LatentsError("anchors must be a list")
             anchors = [{"chords": arr(a["chords"], (z,)), "style": arr(a["style"], (z,)),
                         "melody": arr(a["melody"], (T, z)), "groove": arr(a["groove"], (T, z))} for a in d["anchors"]]
-            st = cls(seed=int(d["seed"]), n_bars=n_bars, tempo=float(d["tempo"]),
-                     programs=[int(p) for p in d["programs"]], truncation=d.get("truncation"), z_dim=z, n_tracks=T,
-                     bars_per_phrase=N, anchors=anchors, style_offset=arr(d["style_offset"], (z,)),
+            truncation = d.get("truncation")
+            if truncation is not None:
+                if isinstance(truncation, bool) or not isinstance(truncation, (int, float)) \
+                        or not math.isfinite(truncation) or truncation < 0:
+                    raise LatentsError("truncation must be a finite number >= 0, or null (off)")
+                truncation = float(truncation) or None
+            tempo = d["tempo"]
+            if isinstance(tempo, bool) or not isinstance(tempo, (int, float)) or not math.isfinite(tempo):
+                raise LatentsError("tempo must be a number")
+            chords_override = {}
+            for b, v in _mapping(d, "chords_override").items():
+                if not (isinstance(b, str) and b.isdigit() and int(b) < n_bars):
+                    raise LatentsError(f"chords_override bar {b!r} is outside the piece (0-{n_bars - 1})")
+                chords_override[int(b)] = arr(v, (z,))
+            st = cls(seed=_count(d, "seed", 0, 2**63 - 1), n_bars=n_bars, tempo=float(tempo),
+                     programs=[_int(p, "programs") for p in d["programs"]], truncation=truncation, z_dim=z,
+                     n_tracks=T, bars_per_phrase=N, anchors=anchors, style_offset=arr(d["style_offset"], (z,)),
                      groove_offset=arr(d["groove_offset"], (T, z)), chords_offset=arr(d["chords_offset"], (n_bars, z)),
-                     melody_offset=arr(d["melody_offset"], (T, n_bars, z)),
-                     chords_override={int(b): arr(v, (z,)) for b, v in d.get("chords_override", {}).items()},
-                     melody_override={_cell(k): arr(v, (z,)) for k, v in d.get("melody_override", {}).items()},
-                     locked={_cell(k): arr(v, (4 * z,)) for k, v in d.get("locked", {}).items()},
-                     reroll_counter=int(d.get("reroll_counter", 0)), checkpoint=str(d.get("checkpoint", "")))
+                     melody_offset=arr(d["melody_offset"], (T, n_bars, z)), chords_override=chords_override,
+                     melody_override={_cell(k): arr(v, (z,)) for k, v in _mapping(d, "melody_override").items()},
+                     locked={_cell(k): arr(v, (4 * z,)) for k, v in _mapping(d, "locked").items()},
+                     reroll_counter=_count(d, "reroll_counter", 0, 2**31, default=0),
+                     checkpoint=str(d.get("checkpoint", ""))[:200])
         except LatentsError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise LatentsError(f"the latents file is incomplete or malformed ({type(exc).__name__}: {exc})") from None
         if len(st.anchors) != _n_anchors(st.n_phrases):
             raise LatentsError("the latents file's anchors do not match its number of bars")
@@ -297,6 +336,77 @@ class ComposeState:
             if not (0 <= t < T and 0 <= b < n_bars):
                 raise LatentsError(f"cell ({t}, {b}) is outside the piece")
         return st
+
+
+#: Limits on a latents file (a 32-bar piece with every cell locked is ~0.5 MB, 4 levels deep).
+MAX_LATENTS_CHARS = 4_000_000
+MAX_JSON_DEPTH = 8
+LATENTS_VERSION = 1
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in JSON text (strings skipped), without recursion."""
+    depth = best = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+def _int(v, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer():
+        raise LatentsError(f"{name} must be whole numbers, got {v!r}")
+    return int(v)
+
+
+def _count(d: dict, key: str, lo: int, hi: int, default=None) -> int:
+    v = d.get(key, default) if default is not None else d[key]
+    v = _int(v, key)
+    if not lo <= v <= hi:
+        raise LatentsError(f"{key} must be {lo}-{hi}, got {v}")
+    return v
+
+
+def _mapping(d: dict, key: str) -> dict:
+    v = d.get(key, {})
+    if not isinstance(v, dict):
+        raise LatentsError(f"{key} must be an object")
+    return v
+
+
+def _from_generate_v0(d: dict) -> dict:
+    """The arrays-only file of the old ``generate`` (one entry per piece, latents already
+    truncated) as the one format: its pieces become the phrases' anchors where they fit the
+    anchor pattern (1 or 2 pieces), else its first piece is the piece."""
+    try:
+        lat = {k: np.asarray(d[k], dtype=np.float32) for k in LEVELS}
+        n, z = lat["chords"].shape
+        T = lat["melody"].shape[1]
+    except (ValueError, TypeError) as exc:
+        raise LatentsError(f"the old-format latents file is malformed ({exc})") from None
+    N = int(d.get("n_bars", 4)) if isinstance(d.get("n_bars", 4), int) else 4
+    pieces = n if _n_anchors(n) == n else 1
+    n_bars = pieces * N
+    programs = list(Composer.DEFAULT_PROGRAMS[:T]) + [0] * max(0, T - len(Composer.DEFAULT_PROGRAMS))
+    return {"format": LATENTS_FORMAT, "version": 1, "seed": d.get("seed", 0), "n_bars": n_bars,
+            "tempo": d.get("tempo", DEFAULT_TEMPO), "programs": programs, "truncation": d.get("truncation"),
+            "z_dim": z, "n_tracks": T, "bars_per_phrase": N, "checkpoint": d.get("checkpoint", ""),
+            "anchors": [{k: lat[k][i].tolist() for k in LEVELS} for i in range(pieces)],
+            "style_offset": [0.0] * z, "groove_offset": [[0.0] * z] * T, "chords_offset": [[0.0] * z] * n_bars,
+            "melody_offset": [[[0.0] * z] * n_bars] * T}
 
 
 def _array(v, shape) -> np.ndarray:
@@ -346,7 +456,7 @@ class Composer:
     VOICES = ("Soprano", "Alto", "Tenor", "Bass")
     DEFAULT_PROGRAMS = [40, 41, 42, 43]
 
-    def __init__(self, generator, directions: Directions | None = None, name: str = "", tempo: float = 90.0,
+    def __init__(self, generator, directions: Directions | None = None, name: str = "", tempo: float = DEFAULT_TEMPO,
                  truncation: float | None = None):
         self.g = generator.eval()
         self.cfg = generator.cfg
@@ -593,7 +703,7 @@ def load_composer(path: str | Path | None = None) -> Composer:
         except (ValueError, KeyError):
             directions = None
     comp = Composer(model.generator, directions, name=f"{model.path.stem}@{digest}",
-                    tempo=float(model.card.get("tempo", 90.0)), truncation=model.card.get("truncation"))
+                    tempo=float(model.card.get("tempo", DEFAULT_TEMPO)), truncation=model.card.get("truncation"))
     if directions is None:
         cache.write_text(json.dumps(comp.directions.to_dict()))
     return comp

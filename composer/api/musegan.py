@@ -24,7 +24,9 @@ from composer.errors import CheckpointError
 from composer.models.musegan import Generator, MuseGANConfig
 
 LATENT_KEYS = ("chords", "style", "melody", "groove")
-DEFAULT_TEMPO = 80.0
+#: Quarter notes per minute of a chorale phrase when the model card names none (one default for
+#: the Compose tab, `generate` and the previews).
+DEFAULT_TEMPO = 90.0
 
 
 def default_checkpoint() -> Path:
@@ -173,34 +175,4 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     wa = np.where(small, 1 - t, np.sin((1 - t) * omega) / np.where(small, 1, so))
     wb = np.where(small, t, np.sin(t * omega) / np.where(small, 1, so))
     return (wa * a + wb * b).astype(np.float32)
-
-
-def song_latents(pieces: dict, steps_between: int = 1) -> dict:
-    """Latents for a song: each piece followed by ``steps_between`` slerped windows to the next.
-
-    With ``steps_between = 1`` the song is piece 1, a blend halfway to piece 2, piece 2, ...
-    so consecutive windows never jump from one random point to another.
-    """
-    n = pieces["chords"].shape[0]
-    rows = {k: [] for k in LATENT_KEYS}
-    for i in range(n):
-        for k in LATENT_KEYS:
-            rows[k].append(pieces[k][i])
-        if i + 1 < n:
-            for s in range(1, steps_between + 1):
-                t = s / (steps_between + 1)
-                for k in LATENT_KEYS:
-                    rows[k].append(slerp(pieces[k][i], pieces[k][i + 1], t))
-    return {k: np.stack(v).astype(np.float32) for k, v in rows.items()}
-
-
-def latents_to_json(latents: dict, **meta) -> dict:
-    return {**meta, **{k: np.asarray(latents[k]).tolist() for k in LATENT_KEYS}}
-
-
-def latents_from_json(d: dict) -> dict:
-    try:
-        return {k: np.asarray(d[k], dtype=np.float32) for k in LATENT_KEYS}
-    except KeyError as exc:
-        raise CheckpointError(f"latents file lacks {exc}") from None
 
