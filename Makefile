@@ -7,17 +7,22 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 # Debian packages the tests need beyond packages.txt (the Spaces list): a browser for UI tests
 TEST_DEBS := chromium
 
-.PHONY: run test system-deps test-deps venv bench clean
+.PHONY: run test test-fast fuzz system-deps test-deps venv dev-venv bench clean
 
 run: system-deps venv
 	$(PY) app.py
 
-test: system-deps test-deps venv
+test: system-deps test-deps dev-venv
 	$(PY) -m pytest -q tests
+
+# the unit tests only (no app launch, no browser, no CLI subprocesses): under a minute
+test-fast: system-deps dev-venv
+	$(PY) -m pytest -q -m "not slow" tests
 
 bench: system-deps venv
 	$(PY) -m composer bench --json
@@ -40,6 +45,7 @@ test-deps:
 	fi
 
 venv: $(STAMP)
+dev-venv: $(DEV_STAMP)
 
 # The stamp depends on requirements.txt, so a changed requirement reinstalls; torch is
 # pinned to the CPU build that pip finds locally (an unpinned torch pulls GBs of CUDA).
@@ -48,6 +54,10 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	@touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $(DEV_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -42,14 +42,50 @@ def run_cli(*args, env=None, timeout=300):
                           cwd=ROOT, env=e, timeout=timeout)
 
 
+def _patient_url_ok(url: str, deadline_s: float = 120.0) -> bool:
+    """True once ``url`` answers (any HTTP status below 500), polling until ``deadline_s``."""
+    import time
+
+    import httpx
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            if httpx.head(url, timeout=10).status_code < 500:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+#: Test modules that launch the app, a browser, subprocesses or training: `make test-fast` skips them.
+SLOW_MODULES = {"test_browser", "test_app_folk", "test_app_player", "test_app_train", "test_cli", "test_house",
+                "test_latents_format"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in SLOW_MODULES or {"app_client", "client"} & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="module")
 def app_client():
     """A gradio_client Client on the whole app, launched inside the test on a free local port."""
     from gradio_client import Client
 
+    from gradio import networking
+
     from composer.ui.app import build_app
     demo = build_app()
-    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, show_error=True)
+    # Gradio probes its own localhost URL 5 times with 3 s timeouts and, on a busy machine,
+    # gives up with "When localhost is not accessible, a shareable link must be created".
+    # Wait for our own server instead, as long as it takes to answer.
+    original, networking.url_ok = networking.url_ok, _patient_url_ok
+    try:
+        demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, show_error=True)
+    finally:
+        networking.url_ok = original
     try:
         yield Client(demo.local_url, verbose=False)
     finally:

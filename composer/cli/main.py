@@ -46,7 +46,11 @@ def cmd_render(args) -> int:
         raise ComposerError(f"the folder '{out.parent}' does not exist")
     data = audio.render(pm, sample_rate=args.sample_rate)
     audio.write_wav(out, data, args.sample_rate)
-    print(f"wrote {out} ({data.shape[0] / args.sample_rate:.1f} s, {args.sample_rate} Hz stereo)")
+    seconds = data.shape[0] / args.sample_rate
+    if args.json:
+        print(json.dumps({"out": str(out), "seconds": round(seconds, 3), "sample_rate": args.sample_rate}))
+    else:
+        print(f"wrote {out} ({seconds:.1f} s, {args.sample_rate} Hz stereo)")
     return 0
 
 
@@ -115,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", help="a .mid file")
     r.add_argument("--out", required=True, help="the .wav to write")
     r.add_argument("--sample-rate", type=int, default=44100)
+    r.add_argument("--json", action="store_true", help="print what was written as one line of JSON")
     r.set_defaults(func=cmd_render)
 
     i = sub.add_parser("info", help="soundfont, torch device, checkpoints, versions")
@@ -150,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             return _delegate(DELEGATED[argv[0]], argv[1:])
         if argv and argv[0] in ("train", "eval"):
             table = _available(TRAINERS if argv[0] == "train" else EVALUATORS)
+            if len(argv) >= 2 and argv[1] in ("-h", "--help"):
+                print(f"usage: python -m composer {argv[0]} MODEL [options]\n\n"
+                      f"{'Train' if argv[0] == 'train' else 'Evaluate'} one model; MODEL is one of: "
+                      f"{', '.join(table)}.\nEach has its own options: python -m composer {argv[0]} MODEL --help")
+                return 0
             if len(argv) < 2 or argv[1] not in table:
                 given = argv[1] if len(argv) > 1 else "nothing"
                 print(f"error: {argv[0]} needs a model, one of: {', '.join(table) or 'none'} (got {given})",

@@ -1,0 +1,403 @@
+"""Genre transfer with the shipped CycleGAN: API and ``python -m composer transfer``.
+
+``python -m composer transfer IN.mid --to folk --out OUT.mid`` (or ``OUT.wav``):
+
+1. the input (4/4, up to :data:`MAX_BARS` bars) is merged into one piano roll (drums
+   dropped) and cut into 4-bar windows - the phrase grid of the piece;
+2. the generator for the target genre turns each window into note probabilities, which are
+   blended with the input (``strength``: 0 = the input, 1 = the full transfer);
+3. each window is binarised at 0.5 unless that puts its note density (notes per bar)
+   outside the range of the real target domain (1st-99th percentile of its training
+   windows); then the threshold moves until it is inside - no silent windows, no dense
+   clusters (the collapse users of the public code report);
+4. with ``keep_rhythm`` the output's notes start exactly where the input's do: per input
+   onset-to-onset segment the model picks the pitches, the input keeps the timing;
+5. the windows are joined again, cut to the input's length and written with the input's
+   tempo map.
+
+The classifier shipped with the pair gives the genre probabilities before and after.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+from composer.paths import checkpoints_dir
+from composer.errors import CheckpointError, ComposerError, MidiTooLongError
+from composer.music.genres import binary_to_codes, midi_to_roll, note_density, onsets
+
+CHECKPOINTS = checkpoints_dir()
+#: Inputs longer than this many bars are refused (about 8 minutes at 120 bpm).
+MAX_BARS = 256
+#: General MIDI program of each built-in genre's output.
+GENRE_PROGRAMS = {"bach": 19, "folk": 40, "palestrina": 52}  # church organ, violin, choir aahs
+N_BARS, STEPS, PITCHES = 4, 16, 84
+
+
+class TransferError(ComposerError):
+    """A genre transfer that cannot be done as asked (unknown genre, bad option)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TransferModel:
+    """Both generators of one trained pair, with what the guards need from its model card."""
+    G_AB: object
+    G_BA: object
+    domains: list[str]
+    density_range: dict[str, list[float]]
+    card: dict
+    path: Path
+    classifier: object | None = None
+    classifier_classes: list[str] = field(default_factory=list)
+    classifier_card: dict = field(default_factory=dict)
+
+    def generator_to(self, genre: str):
+        if genre == self.domains[1]:
+            return self.G_AB
+        if genre == self.domains[0]:
+            return self.G_BA
+        raise TransferError(f"this model transfers between {self.domains[0]} and {self.domains[1]}, not to '{genre}'")
+
+
+def shipped_pairs(folder: Path = CHECKPOINTS) -> list[Path]:
+    return sorted(Path(folder).glob("cyclegan_*.safetensors"))
+
+
+def available_genres(folder: Path = CHECKPOINTS) -> list[str]:
+    """Target genres the shipped checkpoints can transfer to."""
+    out = []
+    for p in shipped_pairs(folder):
+        for g in p.stem.split("_")[1:]:
+            if g not in out:
+                out.append(g)
+    return out
+
+
+def find_checkpoint(to: str, folder: Path = CHECKPOINTS, source: str | None = None) -> Path:
+    """The shipped pair that can transfer to ``to`` (from ``source`` when given)."""
+    pairs = shipped_pairs(folder)
+    for p in pairs:
+        names = p.stem.split("_")[1:]
+        if to in names and (source is None or source in names):
+            return p
+    have = ", ".join(available_genres(folder)) or "none"
+    raise TransferError(f"no shipped genre-transfer model for '{to}' (available targets: {have}); "
+                        f"train one with 'python -m composer train cyclegan' and pass --checkpoint")
+
+
+def _load(path: Path):
+    from composer.checkpoints import load_checkpoint
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no such checkpoint: {path}")
+    return load_checkpoint(path)
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(path: str | Path | None = None, to: str | None = None) -> TransferModel:
+    """Load a CycleGAN checkpoint (shipped or from training) and its pair's classifier."""
+    from composer.models.classifier import ClassifierConfig, GenreClassifier
+    from composer.models.cyclegan import CycleGANConfig, Generator
+    from composer.checkpoints import unprefixed
+    path = Path(path) if path else find_checkpoint(to or "folk")
+    tensors, card = _load(path)
+    if card.get("model") != "cyclegan" or "config" not in card:
+        raise CheckpointError(f"{path.name} is not a CycleGAN checkpoint (its model card says "
+                              f"'{card.get('model', 'nothing')}')")
+    cfg = CycleGANConfig.from_dict(card["config"])
+    gens = []
+    for k in ("G_AB", "G_BA"):
+        g = Generator(cfg)
+        try:
+            g.load_state_dict({n: v.float() for n, v in unprefixed(tensors, k).items()})
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path.name} does not fit the CycleGAN generator: {str(exc)[:200]}") from None
+        gens.append(g.eval())
+    model = TransferModel(G_AB=gens[0], G_BA=gens[1], domains=list(card["domains"]),
+                          density_range=card.get("density_range", {}), card=card, path=path)
+    clf_path = path.with_name(path.name.replace("cyclegan_", "classifier_", 1))
+    if clf_path != path and clf_path.is_file():
+        ct, cc = _load(clf_path)
+        clf = GenreClassifier(ClassifierConfig.from_dict(cc.get("config", {})))
+        clf.load_state_dict({n: v.float() for n, v in (unprefixed(ct, "C") or ct).items()})
+        model.classifier, model.classifier_classes, model.classifier_card = clf.eval(), list(cc["classes"]), cc
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding with the guards
+# ---------------------------------------------------------------------------------------------
+
+def _rhythm_segments(src: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) steps from each input onset step to the next, cut where the input falls silent."""
+    flat_s = src.reshape(-1, src.shape[-1]).astype(bool)
+    on_steps = np.flatnonzero(onsets(src).reshape(-1, src.shape[-1]).any(axis=1))
+    n, segs = flat_s.shape[0], []
+    for i, s in enumerate(on_steps):
+        e = on_steps[i + 1] if i + 1 < len(on_steps) else n
+        sounding = flat_s[s:e].any(axis=1)
+        if not sounding.all():
+            e = s + max(1, int(np.argmin(sounding)))
+        segs.append((int(s), int(e)))
+    return segs
+
+
+def keep_rhythm_decode(p: np.ndarray, src: np.ndarray, threshold: float) -> np.ndarray:
+    """Binary window whose note starts and ends are the input's, pitches the model's.
+
+    ``p`` are the blended probabilities ``(bars, steps, pitches)`` and ``src`` the input's
+    binary window. Each segment from one input onset step to the next (cut where the
+    input falls silent) sounds the pitches whose mean probability over it is above
+    ``threshold``.
+    """
+    return _KeepRhythm(p, src)(threshold)
+
+
+class _KeepRhythm:
+    def __init__(self, p: np.ndarray, src: np.ndarray):
+        self.shape = src.shape
+        self.flat_p = p.reshape(-1, p.shape[-1])
+        self.segs = _rhythm_segments(src)
+        self.means = (np.stack([self.flat_p[s:e].mean(axis=0) for s, e in self.segs]) if self.segs
+                      else np.zeros((0, p.shape[-1])))
+
+    def __call__(self, threshold: float) -> np.ndarray:
+        out = np.zeros(self.flat_p.shape, dtype=bool)
+        for (s, e), m in zip(self.segs, self.means):
+            out[s:e, m > threshold] = True
+        return out.reshape(self.shape)
+
+
+def guarded_window(p: np.ndarray, src: np.ndarray, density_range, keep_rhythm: bool = False,
+                   threshold: float = 0.5) -> tuple[np.ndarray, float]:
+    """Binarise one window; move the threshold when its density leaves ``density_range``.
+
+    Returns the binary window and the threshold used. A window whose input is silent stays
+    silent. Otherwise the threshold moves, through the window's own probability values,
+    to the nearest one whose note density (notes per bar) is inside the range: down when
+    the window is too sparse (or silent), up when it is too dense.
+    """
+    if keep_rhythm:
+        decode = _KeepRhythm(p, src)
+        stat = decode.means
+    else:
+        decode, stat = (lambda t: p > t), p
+    if not src.any():                              # a rest stays a rest: the phrase grid is kept
+        return np.zeros(src.shape, dtype=bool), threshold
+    out = decode(threshold)
+    if density_range is None:
+        return out, threshold
+    lo, hi = density_range
+    dens = float(note_density(out))
+    if lo <= dens <= hi and out.any():
+        return out, threshold
+    vals = np.unique(stat)[::-1]                   # descending: index i turns on the i+1 largest values
+    vals = vals[vals > 0]
+    if len(vals) == 0:
+        return out, threshold
+
+    def t_at(i):
+        return float(vals[i]) - 1e-7
+
+    def d_at(i):
+        return float(note_density(decode(t_at(i))))
+
+    if dens < lo or not out.any():                 # too sparse: smallest i with density >= lo, then up
+        a, b = 0, len(vals) - 1
+        while a < b:
+            mid = (a + b) // 2
+            if d_at(mid) >= lo:
+                b = mid
+            else:
+                a = mid + 1
+        order = list(range(a, min(len(vals), a + 64))) + list(range(a - 1, max(-1, a - 64), -1))
+    else:                                          # too dense: largest i with density <= hi, then down
+        a, b = 0, len(vals) - 1
+        while a < b:
+            mid = (a + b + 1) // 2
+            if d_at(mid) <= hi:
+                a = mid
+            else:
+                b = mid - 1
+        order = list(range(a, max(-1, a - 64), -1)) + list(range(a + 1, min(len(vals), a + 64)))
+    best, best_miss = None, None
+    for i in order:
+        d = d_at(i)
+        miss = 0.0 if lo <= d <= hi else min(abs(d - lo), abs(d - hi))
+        if best_miss is None or miss < best_miss:
+            best, best_miss = i, miss
+        if miss == 0.0:
+            break
+    t = t_at(best)
+    return decode(t), t
+
+
+# ---------------------------------------------------------------------------------------------
+# The transfer
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TransferResult:
+    pm: pretty_midi.PrettyMIDI
+    codes_in: np.ndarray          # (bars, 16, 84) input codes
+    codes_out: np.ndarray         # (bars, 16, 84) output codes
+    target: str
+    source: str
+    density_in: list[float]       # notes per bar of each 4-bar window
+    density_out: list[float]
+    density_range: list[float] | None
+    thresholds: list[float]
+    probs_before: dict[str, float] | None = None
+    probs_after: dict[str, float] | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lo, hi = self.density_range or (float("nan"), float("nan"))
+        moved = sum(1 for t in self.thresholds if abs(t - 0.5) > 1e-6)
+        s = (f"{self.source} -> {self.target}: {self.codes_out.shape[0]} bars in {len(self.density_out)} windows; "
+             f"notes per bar {np.mean(self.density_in):.1f} -> {np.mean(self.density_out):.1f} "
+             f"(target range {lo:.1f}-{hi:.1f}); density guard adjusted {moved} window(s)")
+        if self.probs_after:
+            s += (f"; P({self.target}) {self.probs_before[self.target]:.2f} -> {self.probs_after[self.target]:.2f}")
+        return s
+
+
+def _classify(model: TransferModel, binary_windows: np.ndarray) -> dict[str, float] | None:
+    if model.classifier is None:
+        return None
+    import torch
+    from composer.models.cyclegan import to_input
+    keep = binary_windows.reshape(len(binary_windows), -1).any(axis=1)
+    if not keep.any():
+        return None
+    with torch.no_grad():
+        p = torch.softmax(model.classifier(to_input(binary_windows[keep])), 1).mean(0).numpy()
+    return {c: float(v) for c, v in zip(model.classifier_classes, p)}
+
+
+def transfer_windows(model: TransferModel, binary: np.ndarray, to: str, strength: float = 1.0,
+                     keep_rhythm: bool = False, guard: bool = True):
+    """Transfer binary windows ``(N, 4, 16, 84)``; returns (binary out, probabilities, thresholds)."""
+    import torch
+    from composer.models.cyclegan import from_output, to_input
+    G = model.generator_to(to)
+    with torch.no_grad():
+        p = from_output(G(to_input(binary))).numpy()
+    p = strength * p + (1.0 - strength) * binary.astype(np.float32)
+    rng = model.density_range.get(to) if guard else None
+    outs, ths = [], []
+    for k in range(len(binary)):
+        b, t = guarded_window(p[k], binary[k], rng, keep_rhythm=keep_rhythm)
+        outs.append(b)
+        ths.append(t)
+    return np.stack(outs), p, ths
+
+
+def _steps_of(pm: pretty_midi.PrettyMIDI) -> int:
+    ticks_per_step = pm.resolution * 4 / STEPS
+    return max(1, int(np.ceil(pm.time_to_tick(pm.get_end_time()) / ticks_per_step - 1e-6)))
+
+
+def codes_to_midi_like(codes: np.ndarray, like: pretty_midi.PrettyMIDI, program: int, end_time: float | None = None,
+                       velocity: int = 90) -> pretty_midi.PrettyMIDI:
+    """One-instrument PrettyMIDI of ``(bars, 16, 84)`` codes on ``like``'s tempo map."""
+    from composer.music.pianoroll import PITCH_OFFSET, notes_from_codes
+    out = pretty_midi.PrettyMIDI(resolution=like.resolution)
+    out._tick_scales = list(like._tick_scales)     # the input's tempo map, written on save
+    out._update_tick_to_time(max(1, like.time_to_tick(like.get_end_time()) + like.resolution * 8))
+    out.time_signature_changes = [pretty_midi.TimeSignature(4, 4, 0.0)]
+    inst = pretty_midi.Instrument(program=int(program), name=pretty_midi.program_to_instrument_name(int(program)))
+    ticks_per_step = like.resolution * 4 / STEPS
+    flat = codes.reshape(-1, codes.shape[-1])
+    for p, s, e in notes_from_codes(flat):
+        inst.notes.append(pretty_midi.Note(velocity=velocity, pitch=p + PITCH_OFFSET,
+                                           start=out.tick_to_time(int(round(s * ticks_per_step))),
+                                           end=out.tick_to_time(int(round(e * ticks_per_step)))))
+    inst.notes.sort(key=lambda n: (n.start, n.pitch))
+    if end_time is not None:  # keep the input's length even when it ends in a rest
+        inst.control_changes.append(pretty_midi.ControlChange(64, 0, float(end_time)))
+    out.instruments.append(inst)
+    return out
+
+
+def transfer_pm(pm: pretty_midi.PrettyMIDI, to: str, strength: float = 1.0, keep_rhythm: bool = False,
+                checkpoint: str | Path | None = None, program: int | None = None, guard: bool = True) -> TransferResult:
+    """Transfer a PrettyMIDI to genre ``to``; the result keeps its tempo map and length."""
+    t0 = time.time()
+    if not 0.0 <= float(strength) <= 1.0:
+        raise TransferError(f"strength must be between 0 and 1, got {strength}")
+    model = load_model(str(checkpoint) if checkpoint else None, to=None if checkpoint else to)
+    if to not in model.domains:
+        raise TransferError(f"this model transfers between {model.domains[0]} and {model.domains[1]}, not to '{to}'")
+    source = model.domains[0] if to == model.domains[1] else model.domains[1]
+    try:
+        roll = midi_to_roll(pm)
+    except ComposerError as exc:
+        raise TransferError(f"cannot transfer this piece: {exc}") from None
+    n_bars = roll.shape[0]
+    if n_bars > MAX_BARS:
+        raise MidiTooLongError(f"the piece is {n_bars} bars long; genre transfer takes up to {MAX_BARS} bars")
+    n_steps = min(_steps_of(pm), n_bars * STEPS)
+    n_win = int(np.ceil(n_bars / N_BARS))
+    padded = np.zeros((n_win * N_BARS, STEPS, PITCHES), dtype=np.uint8)
+    padded[:n_bars] = roll
+    binary = (padded > 0).reshape(n_win, N_BARS, STEPS, PITCHES)
+    out, _, ths = transfer_windows(model, binary, to, strength, keep_rhythm, guard)
+    flat = out.reshape(-1, PITCHES)
+    flat[n_steps:] = False                       # nothing past the input's end
+    codes_out = binary_to_codes(flat.reshape(-1, STEPS, PITCHES))[:n_bars]
+    if program is None:
+        program = GENRE_PROGRAMS.get(to)
+        if program is None:
+            first = next((i for i in pm.instruments if not i.is_drum), None)
+            program = first.program if first else 0
+    pm_out = codes_to_midi_like(codes_out, pm, program, end_time=pm.get_end_time())
+    rng = model.density_range.get(to)
+    res = TransferResult(pm=pm_out, codes_in=roll, codes_out=codes_out, target=to, source=source,
+                         density_in=[float(v) for v in note_density(binary)],
+                         density_out=[float(v) for v in note_density(out)],
+                         density_range=list(rng) if rng else None, thresholds=ths,
+                         probs_before=_classify(model, binary), probs_after=_classify(model, out))
+    res.seconds = time.time() - t0
+    return res
+
+
+def transfer_file(path: str | Path, to: str, **kwargs) -> TransferResult:
+    from composer.music.midi import load_midi
+    return transfer_pm(load_midi(path), to, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bench
+# ---------------------------------------------------------------------------------------------
+
+def bench(to: str | None = None, repeats: int = 5) -> dict:
+    """``transfer_ms``: one 4-bar window, batch 1, on the CPU (generator + guard)."""
+    import torch
+    genres = available_genres()
+    if not genres:
+        return {"transfer_ms": None, "transfer_note": "no shipped CycleGAN checkpoint"}
+    to = to or genres[-1]
+    model = load_model(None, to=to)
+    rng = np.random.default_rng(0)
+    x = np.zeros((1, N_BARS, STEPS, PITCHES), dtype=bool)
+    x[0, :, ::4, rng.integers(30, 60, size=4)] = True
+    transfer_windows(model, x, to)  # warm up
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            t = time.perf_counter()
+            transfer_windows(model, x, to)
+            times.append((time.perf_counter() - t) * 1000)
+    return {"transfer_ms": round(float(np.median(times)), 2), "transfer_pair": "_".join(model.domains),
+            "transfer_threads": torch.get_num_threads()}
+

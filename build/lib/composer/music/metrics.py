@@ -1,0 +1,291 @@
+"""Objective music metrics on piano-roll code arrays (numpy only).
+
+Input everywhere: codes ``(n, tracks, bars, steps, pitches)`` with REST=0, HOLD=1, ONSET=2
+(composer.music.pianoroll), pitch index 0 = MIDI ``pitch_offset`` (24). A note starts at
+an ONSET, or at a HOLD that follows silence, and lasts while HOLDs follow; notes held
+across a bar line are one note.
+
+Definitions (DESIGN.md section 5; the public implementations have bugs listed there):
+
+* pitch class = ``midi_pitch % 12`` (true chroma, not 7-semitone blocks)
+* ``eb``  share of empty bars, per track
+* ``upc`` distinct pitch classes sounding in a bar, averaged over non-empty bars, per track
+* ``qn``  qualified notes: share of notes lasting at least ``QN_MIN_STEPS`` = 3 sixteenths
+* ``polyphony`` pitches sounding per step, over steps where anything sounds
+* ``td``  tonal distance (Harte et al. 2006 tonal centroid, 6-D) between two tracks, per
+  bar where both sound, averaged; ``td_mean`` over all track pairs
+* ``scale_consistency`` per window, the largest share of notes that fit one major or
+  (natural/harmonic) minor scale, averaged over windows
+* ``range_ok`` share of notes inside the voice's Bach range (:data:`VOICE_RANGES`)
+* ``voice_crossings`` share of steps where a voice sounds above the voice written above it
+* ``note_length_hist`` share of notes of each length 1..16 steps (last bin: 16 or more)
+* ``diversity`` mean pairwise Jaccard distance between windows' sounding cells
+"""
+from __future__ import annotations
+
+import numpy as np
+
+REST, HOLD, ONSET = 0, 1, 2
+pitch_offset_default = 24
+#: Minimum length, in sixteenth steps, of a "qualified" note.
+QN_MIN_STEPS = 3
+#: (name, lowest, highest MIDI pitch) of each chorale voice: the JSB chorales' ranges.
+VOICE_RANGES = (("S", 60, 81), ("A", 52, 74), ("T", 46, 69), ("B", 36, 66))
+VOICE_NAMES = tuple(v[0] for v in VOICE_RANGES)
+
+_MAJOR = (0, 2, 4, 5, 7, 9, 11)
+_NAT_MINOR = (0, 2, 3, 5, 7, 8, 10)
+_HARM_MINOR = (0, 2, 3, 5, 7, 8, 11)
+
+
+def _scales() -> np.ndarray:
+    """Boolean ``(36, 12)``: 12 major, 12 natural minor, 12 harmonic minor scales."""
+    out = []
+    for steps in (_MAJOR, _NAT_MINOR, _HARM_MINOR):
+        for root in range(12):
+            m = np.zeros(12, dtype=bool)
+            m[[(root + s) % 12 for s in steps]] = True
+            out.append(m)
+    return np.array(out)
+
+
+SCALES = _scales()
+
+
+def _check(codes) -> np.ndarray:
+    codes = np.asarray(codes)
+    if codes.ndim == 4:
+        codes = codes[None]
+    if codes.ndim != 5:
+        raise ValueError(f"codes must be (n, tracks, bars, steps, pitches), got shape {codes.shape}")
+    return codes
+
+
+def pitch_classes(n_pitches: int, pitch_offset: int = pitch_offset_default) -> np.ndarray:
+    return (np.arange(n_pitches) + pitch_offset) % 12
+
+
+def notes(track_steps: np.ndarray):
+    """Notes of a ``(..., steps, pitches)`` code grid: arrays ``(lead_index, pitch, start, length)``.
+
+    ``lead_index`` is the flat index over the leading axes (e.g. sample).
+    """
+    c = np.asarray(track_steps)
+    lead = c.shape[:-2]
+    S, P = c.shape[-2:]
+    c = c.reshape(-1, S, P).transpose(0, 2, 1)            # (L, P, S): one row per pitch column
+    sounding = c > 0
+    prev = np.zeros_like(sounding)
+    prev[..., 1:] = sounding[..., :-1]
+    start = (c == ONSET) | (sounding & ~prev)
+    flat_start = start.reshape(-1)
+    ids = np.cumsum(flat_start) * sounding.reshape(-1)     # note number of each sounding cell
+    n = int(flat_start.sum())
+    if n == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, e, e
+    lengths = np.bincount(ids, minlength=n + 1)[1:]
+    pos = np.flatnonzero(flat_start)
+    li, rem = np.divmod(pos, P * S)
+    pitch, st = np.divmod(rem, S)
+    del lead
+    return li, pitch, st, lengths
+
+
+def empty_bars(codes) -> np.ndarray:
+    """EB per track: share of bars with nothing sounding."""
+    codes = _check(codes)
+    return (~(codes > 0).any(axis=(3, 4))).mean(axis=(0, 2))
+
+
+def used_pitch_classes(codes, pitch_offset: int = pitch_offset_default) -> np.ndarray:
+    """UPC per track: distinct pitch classes sounding per non-empty bar."""
+    codes = _check(codes)
+    pcs = pitch_classes(codes.shape[-1], pitch_offset)
+    onehot = np.eye(12, dtype=bool)[pcs]                   # (pitches, 12)
+    per_pitch = (codes > 0).any(axis=3)                    # (n, T, bars, pitches)
+    chroma = (per_pitch[..., :, None] & onehot).any(axis=-2)  # (n, T, bars, 12)
+    count = chroma.sum(-1)
+    nonempty = count > 0
+    return np.array([count[:, t][nonempty[:, t]].mean() if nonempty[:, t].any() else 0.0
+                     for t in range(codes.shape[1])])
+
+
+def _track_notes(codes):
+    """Per track: (sample, pitch, start, length) of notes over the whole window (bars joined)."""
+    n, T, N, S, P = codes.shape
+    return [notes(codes[:, t].reshape(n, N * S, P)) for t in range(T)]
+
+
+def qualified_notes(codes, min_steps: int = QN_MIN_STEPS) -> float:
+    """QN: share of notes lasting at least ``min_steps`` steps (all tracks)."""
+    codes = _check(codes)
+    lengths = np.concatenate([tn[3] for tn in _track_notes(codes)])
+    return float((lengths >= min_steps).mean()) if len(lengths) else 0.0
+
+
+def note_length_hist(codes, max_len: int = 16) -> np.ndarray:
+    """Share of notes of length 1..max_len steps (the last bin holds longer notes too)."""
+    codes = _check(codes)
+    lengths = np.concatenate([tn[3] for tn in _track_notes(codes)])
+    if not len(lengths):
+        return np.zeros(max_len)
+    h = np.bincount(np.clip(lengths, 1, max_len) - 1, minlength=max_len).astype(float)
+    return h / h.sum()
+
+
+def polyphony(codes) -> float:
+    """Mean number of pitches sounding (all tracks) per step where anything sounds."""
+    codes = _check(codes)
+    count = (codes > 0).sum(axis=(1, 4))                   # (n, bars, steps)
+    active = count > 0
+    return float(count[active].mean()) if active.any() else 0.0
+
+
+def tonal_centroid_matrix() -> np.ndarray:
+    """Harte et al.'s 6 x 12 matrix: circles of fifths, minor thirds, major thirds (r = 1, 1, 0.5)."""
+    pc = np.arange(12)
+    rows = []
+    for r, angle in ((1.0, 7 * np.pi / 6), (1.0, 3 * np.pi / 2), (0.5, 2 * np.pi / 3)):
+        rows += [r * np.sin(pc * angle), r * np.cos(pc * angle)]
+    return np.array(rows)
+
+
+def _bar_chroma(codes, pitch_offset: int = pitch_offset_default) -> np.ndarray:
+    """``(n, tracks, bars, 12)`` sounding-step counts per pitch class."""
+    pcs = pitch_classes(codes.shape[-1], pitch_offset)
+    per_pitch = (codes > 0).sum(axis=3)                    # (n, T, bars, pitches)
+    chroma = np.zeros(per_pitch.shape[:-1] + (12,))
+    for k in range(12):
+        chroma[..., k] = per_pitch[..., pcs == k].sum(-1)
+    return chroma
+
+
+def tonal_distance(codes, pitch_offset: int = pitch_offset_default) -> dict[tuple[int, int], float]:
+    """TD for each track pair ``(i, j)``: mean distance of their per-bar tonal centroids."""
+    codes = _check(codes)
+    chroma = _bar_chroma(codes, pitch_offset)
+    total = chroma.sum(-1, keepdims=True)
+    centroid = (chroma / np.maximum(total, 1e-9)) @ tonal_centroid_matrix().T  # (n, T, bars, 6)
+    sounds = total[..., 0] > 0
+    out = {}
+    T = codes.shape[1]
+    for i in range(T):
+        for j in range(i + 1, T):
+            both = sounds[:, i] & sounds[:, j]
+            d = np.linalg.norm(centroid[:, i] - centroid[:, j], axis=-1)
+            out[(i, j)] = float(d[both].mean()) if both.any() else float("nan")
+    return out
+
+
+def scale_consistency(codes, pitch_offset: int = pitch_offset_default) -> float:
+    """Mean over windows of the best share of notes (onsets, all tracks) in one scale."""
+    codes = _check(codes)
+    n = codes.shape[0]
+    counts = np.zeros((n, 12))
+    pcs = pitch_classes(codes.shape[-1], pitch_offset)
+    for li, pitch, _, _ in _track_notes(codes):
+        np.add.at(counts, (li, pcs[pitch]), 1)
+    total = counts.sum(-1)
+    fit = counts @ SCALES.T.astype(float)                  # (n, scales)
+    ok = total > 0
+    return float((fit.max(-1)[ok] / total[ok]).mean()) if ok.any() else 0.0
+
+
+def range_ok(codes, ranges=VOICE_RANGES, pitch_offset: int = pitch_offset_default) -> float:
+    """Share of notes inside their voice's range (track t <-> ``ranges[t]``)."""
+    codes = _check(codes)
+    inside = total = 0
+    for t, (_, pitch, _, _) in enumerate(_track_notes(codes)):
+        if t >= len(ranges):
+            break
+        midi = pitch + pitch_offset
+        inside += int(((midi >= ranges[t][1]) & (midi <= ranges[t][2])).sum())
+        total += len(midi)
+    return inside / total if total else 0.0
+
+
+def range_ok_per_voice(codes, ranges=VOICE_RANGES, pitch_offset: int = pitch_offset_default) -> list[float]:
+    codes = _check(codes)
+    out = []
+    for t, (_, pitch, _, _) in enumerate(_track_notes(codes)):
+        if t >= len(ranges):
+            break
+        midi = pitch + pitch_offset
+        out.append(float(((midi >= ranges[t][1]) & (midi <= ranges[t][2])).mean()) if len(midi) else 0.0)
+    return out
+
+
+def voice_crossings(codes) -> float:
+    """Share of (step, adjacent voice pair) where the lower voice sounds above the upper one.
+
+    Counted only at steps where both voices sound; a voice's pitch is its highest sounding one.
+    """
+    codes = _check(codes)
+    n, T, N, S, P = codes.shape
+    s = codes.reshape(n, T, N * S, P) > 0
+    top = np.where(s.any(-1), P - 1 - np.argmax(s[..., ::-1], axis=-1), -1)  # (n, T, steps)
+    crossed = both = 0
+    for t in range(T - 1):
+        b = (top[:, t] >= 0) & (top[:, t + 1] >= 0)
+        crossed += int((top[:, t + 1][b] > top[:, t][b]).sum())
+        both += int(b.sum())
+    return crossed / both if both else 0.0
+
+
+def diversity(codes, max_samples: int = 200, seed: int = 0) -> float:
+    """Mean pairwise Jaccard distance between windows' sounding cells (1 = nothing shared).
+
+    Mode collapse shows as a value far below the real data's. At most ``max_samples``
+    windows (chosen with a fixed seed) are compared, all pairs.
+    """
+    codes = _check(codes)
+    n = codes.shape[0]
+    if n < 2:
+        return 0.0
+    if n > max_samples:
+        codes = codes[np.random.default_rng(seed).choice(n, max_samples, replace=False)]
+    x = (codes > 0).reshape(codes.shape[0], -1).astype(np.float32)
+    inter = x @ x.T
+    sizes = x.sum(1)
+    union = sizes[:, None] + sizes[None, :] - inter
+    d = 1.0 - inter / np.maximum(union, 1e-9)
+    iu = np.triu_indices(len(x), 1)
+    return float(d[iu].mean())
+
+
+def evaluate(codes, names=VOICE_NAMES, pitch_offset: int = pitch_offset_default) -> dict:
+    """All metrics for a batch of windows, as a flat JSON-ready dict."""
+    codes = _check(codes)
+    T = codes.shape[1]
+    names = list(names)[:T] + [str(t) for t in range(len(names), T)]
+    out: dict = {}
+    for t, v in enumerate(empty_bars(codes)):
+        out[f"eb_{names[t]}"] = float(v)
+    for t, v in enumerate(used_pitch_classes(codes, pitch_offset)):
+        out[f"upc_{names[t]}"] = float(v)
+    out["qn"] = qualified_notes(codes)
+    out["polyphony"] = polyphony(codes)
+    td = tonal_distance(codes, pitch_offset)
+    for (i, j), v in td.items():
+        out[f"td_{names[i]}-{names[j]}"] = v
+    vals = [v for v in td.values() if np.isfinite(v)]
+    out["td_mean"] = float(np.mean(vals)) if vals else float("nan")
+    out["scale_consistency"] = scale_consistency(codes, pitch_offset)
+    out["range_ok"] = range_ok(codes, pitch_offset=pitch_offset)
+    out["voice_crossings"] = voice_crossings(codes)
+    out["diversity"] = diversity(codes)
+    out["note_length_hist"] = [round(float(v), 4) for v in note_length_hist(codes)]
+    return out
+
+
+#: Keys compared against the Bach reference by the quality bar (within 20 % unless noted).
+BAR_KEYS = ("upc_S", "upc_A", "upc_T", "upc_B", "qn", "td_mean", "scale_consistency")
+
+
+def check_bar(model: dict, reference: dict, tol: float = 0.2) -> dict[str, bool]:
+    """The issue's bar: BAR_KEYS within ``tol`` of Bach, range_ok >= 0.95, diversity >= 0.5 x Bach."""
+    ok = {k: abs(model[k] - reference[k]) <= tol * abs(reference[k]) for k in BAR_KEYS}
+    ok["range_ok"] = model["range_ok"] >= 0.95
+    ok["diversity"] = model["diversity"] >= 0.5 * reference["diversity"]
+    return ok

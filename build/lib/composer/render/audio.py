@@ -1,0 +1,255 @@
+"""Audio through FluidSynth: one loaded synth per process, int16 stereo out.
+
+Why it looks like this (DESIGN.md section 6):
+
+* Loading a soundfont takes from 0.1 s (TimGM6mb) to seconds (FluidR3_GM, 148 MB), so one
+  :class:`Renderer` per (soundfont, sample rate) is kept for the life of the process and
+  reused behind a lock; a render resets the synth instead of rebuilding it.
+* ``sfload`` and ``program_select`` report failure by returning -1, not by raising: both
+  are checked.
+* Every track gets its own channel (channel 9 is kept for drums, which use bank 128).
+* Samples are written straight into one preallocated int16 buffer, then a release tail
+  lets the last notes and the reverb ring out.
+* The gain is fixed. Per-clip peak normalisation would make a quiet passage as loud as a
+  tutti; Gradio normalises float audio by its peak, so we hand it int16.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+import threading
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+from composer.paths import soundfonts_dir
+from composer.errors import AudioError, FluidSynthMissingError, SoundfontNotFoundError
+
+SAMPLE_RATE = 44100
+#: Seconds rendered after the last note-off so releases and reverb are not cut.
+RELEASE_TAIL_S = 1.5
+#: FluidSynth's master gain; 0.5 leaves headroom for four to eight voices without clipping.
+GAIN = 0.5
+DRUM_CHANNEL = 9
+ASSETS_SOUNDFONTS = soundfonts_dir()
+SYSTEM_SOUNDFONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts"),
+                         Path("/opt/homebrew/share/soundfonts"), Path("/usr/local/share/soundfonts"))
+
+
+def soundfont_candidates() -> list[Path]:
+    """Soundfonts in the order they are tried.
+
+    ``$COMPOSER_SOUNDFONT``, then ``assets/soundfonts/``, then the system folders
+    (Debian's fluid-soundfont-gm puts FluidR3_GM.sf2 in /usr/share/sounds/sf2), then the
+    TimGM6mb.sf2 that ships inside pretty_midi.
+    """
+    out: list[Path] = []
+    env = os.environ.get("COMPOSER_SOUNDFONT")
+    if env:
+        out.append(Path(env))
+    for folder in (ASSETS_SOUNDFONTS, *SYSTEM_SOUNDFONT_DIRS):
+        if folder.is_dir():
+            found = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".sf2", ".sf3"))
+            # FluidR3_GM first where it is: it is the best general-MIDI set Debian has
+            found.sort(key=lambda p: (not p.name.lower().startswith("fluidr3"), p.name))
+            out.extend(found)
+    out.append(Path(pretty_midi.__file__).resolve().parent / "TimGM6mb.sf2")
+    return out
+
+
+def find_soundfont() -> Path:
+    """The first soundfont of :func:`soundfont_candidates` that exists.
+
+    Raises
+    ------
+    SoundfontNotFoundError
+        When none exists (a ``$COMPOSER_SOUNDFONT`` that does not exist is an error too,
+        rather than a silent fallback).
+    """
+    env = os.environ.get("COMPOSER_SOUNDFONT")
+    if env and not Path(env).is_file():
+        raise SoundfontNotFoundError(f"COMPOSER_SOUNDFONT points to '{env}', which is not a file")
+    for path in soundfont_candidates():
+        if path.is_file():
+            return path
+    raise SoundfontNotFoundError("no soundfont found: set COMPOSER_SOUNDFONT to a .sf2 file or install "
+                                 "fluid-soundfont-gm (Debian) / put one in assets/soundfonts/")
+
+
+def _import_fluidsynth():
+    try:
+        # pyfluidsynth prints where it found the library when $CI is set; keep stdout clean
+        # for `--json` output
+        with contextlib.redirect_stdout(io.StringIO()):
+            import fluidsynth  # pyfluidsynth; the PyPI package named 'fluidsynth' is another thing
+    except ImportError as exc:
+        raise FluidSynthMissingError(
+            "FluidSynth is not installed: 'apt-get install fluidsynth' (Debian/Ubuntu) or "
+            f"'brew install fluid-synth' (macOS), then 'pip install pyfluidsynth' ({exc})") from None
+    if not hasattr(fluidsynth, "Synth"):
+        raise FluidSynthMissingError("the 'fluidsynth' module found is not pyfluidsynth; "
+                                     "'pip uninstall fluidsynth' and 'pip install pyfluidsynth'")
+    return fluidsynth
+
+
+@dataclass(frozen=True)
+class _Event:
+    time: float
+    order: int  # at equal times: note-offs before controls before note-ons
+    kind: str
+    channel: int
+    a: int
+    b: int = 0
+
+
+def midi_events(pm: pretty_midi.PrettyMIDI) -> tuple[list[_Event], dict[int, tuple[int, int]]]:
+    """Flatten ``pm`` into time-sorted synth events and a channel -> (bank, program) map."""
+    events: list[_Event] = []
+    programs: dict[int, tuple[int, int]] = {}
+    melodic = (c for c in range(256) if c % 16 != DRUM_CHANNEL)
+    drums = (c for c in range(DRUM_CHANNEL, 256, 16))
+    for inst in pm.instruments:
+        if not inst.notes:
+            continue
+        ch = next(drums) if inst.is_drum else next(melodic)
+        programs[ch] = (128 if inst.is_drum else 0, int(inst.program))
+        for n in inst.notes:
+            if n.end <= n.start:
+                continue
+            events.append(_Event(n.start, 2, "on", ch, n.pitch, n.velocity))
+            events.append(_Event(n.end, 0, "off", ch, n.pitch))
+        for cc in inst.control_changes:
+            events.append(_Event(cc.time, 1, "cc", ch, cc.number, cc.value))
+        for pb in inst.pitch_bends:
+            events.append(_Event(pb.time, 1, "bend", ch, pb.pitch + 8192))
+    events.sort(key=lambda e: (e.time, e.order))
+    return events, programs
+
+
+class Renderer:
+    """One FluidSynth synthesizer with one soundfont loaded, safe to share between threads.
+
+    Parameters
+    ----------
+    soundfont : path, optional
+        Defaults to :func:`find_soundfont`.
+    sample_rate : int
+        Output rate in Hz.
+    """
+
+    def __init__(self, soundfont: str | os.PathLike | None = None, sample_rate: int = SAMPLE_RATE):
+        fs = _import_fluidsynth()
+        self.soundfont = Path(soundfont) if soundfont else find_soundfont()
+        if not self.soundfont.is_file():
+            raise SoundfontNotFoundError(f"soundfont not found: {self.soundfont}")
+        self.sample_rate = int(sample_rate)
+        self._fs = fs
+        self._synth = fs.Synth(gain=GAIN, samplerate=float(self.sample_rate))
+        self._sfid = self._synth.sfload(str(self.soundfont))
+        if self._sfid == -1:
+            raise SoundfontNotFoundError(f"FluidSynth could not load the soundfont {self.soundfont}")
+        self._lock = threading.Lock()
+
+    def _write(self, buf: np.ndarray, start: int, n: int) -> None:
+        """Synthesise ``n`` frames into ``buf[start:start + n]`` (interleaved L/R int16)."""
+        if n <= 0:
+            return
+        ptr = ctypes.c_void_p(buf.ctypes.data + start * 4)
+        self._fs.fluid_synth_write_s16(self._synth.synth, n, ptr, 0, 2, ptr, 1, 2)
+
+    def render(self, pm: pretty_midi.PrettyMIDI, tail: float = RELEASE_TAIL_S) -> np.ndarray:
+        """Render ``pm`` to int16 stereo audio of shape ``(frames, 2)``.
+
+        The length is the music's end plus ``tail`` seconds.
+        """
+        events, programs = midi_events(pm)
+        end = max((e.time for e in events), default=0.0)
+        total = int(np.ceil((end + tail) * self.sample_rate))
+        buf = np.zeros((total, 2), dtype=np.int16)
+        sr = self.sample_rate
+        with self._lock:
+            synth = self._synth
+            synth.system_reset()
+            for ch, (bank, prog) in programs.items():
+                if synth.program_select(ch, self._sfid, bank, prog) == -1:
+                    # a soundfont without this preset: fall back to its piano / standard kit
+                    if synth.program_select(ch, self._sfid, bank, 0) == -1:
+                        raise AudioError(f"the soundfont {self.soundfont.name} has no preset for "
+                                         f"bank {bank} program {prog} or 0")
+            pos = 0
+            for ev in events:
+                frame = min(int(ev.time * sr), total)
+                self._write(buf, pos, frame - pos)
+                pos = max(pos, frame)
+                if ev.kind == "on":
+                    synth.noteon(ev.channel, ev.a, ev.b)
+                elif ev.kind == "off":
+                    synth.noteoff(ev.channel, ev.a)
+                elif ev.kind == "cc":
+                    synth.cc(ev.channel, ev.a, ev.b)
+                else:
+                    synth.pitch_bend(ev.channel, ev.a - 8192)
+            self._write(buf, pos, total - pos)
+            synth.system_reset()
+        return buf
+
+
+_renderers: dict[tuple[str, int], Renderer] = {}
+_renderers_lock = threading.Lock()
+
+
+def get_renderer(sample_rate: int = SAMPLE_RATE, soundfont: str | os.PathLike | None = None) -> Renderer:
+    """The process-wide :class:`Renderer` for this soundfont and rate (created once)."""
+    sf = str(Path(soundfont) if soundfont else find_soundfont())
+    key = (sf, int(sample_rate))
+    with _renderers_lock:
+        if key not in _renderers:
+            _renderers[key] = Renderer(sf, sample_rate)
+        return _renderers[key]
+
+
+def render(pm: pretty_midi.PrettyMIDI, sample_rate: int = SAMPLE_RATE, tail: float = RELEASE_TAIL_S) -> np.ndarray:
+    """Render with the shared renderer: int16 stereo ``(frames, 2)``."""
+    return get_renderer(sample_rate).render(pm, tail=tail)
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Encode int16 audio ``(frames, channels)`` as a WAV file."""
+    audio = np.asarray(audio)
+    if audio.dtype != np.int16:
+        raise ValueError("audio must be int16")
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(audio.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(np.ascontiguousarray(audio).tobytes())
+    return out.getvalue()
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write int16 audio to ``path`` as WAV and return the path."""
+    path = Path(path)
+    path.write_bytes(wav_bytes(audio, sample_rate))
+    return path
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read a 16-bit WAV into ``(int16 array (frames, channels), sample_rate)``."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise AudioError(f"{path} is not 16-bit PCM")
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        return data.reshape(-1, w.getnchannels()), w.getframerate()
+
+
+def render_to_wav(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Render ``pm`` and write it as a WAV file."""
+    return write_wav(path, render(pm, sample_rate), sample_rate)

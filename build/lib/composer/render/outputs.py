@@ -1,0 +1,79 @@
+"""The one rendering path every tab shares: a PrettyMIDI in, the files a musician takes away out.
+
+:func:`export_piece` writes the MIDI, renders the WAV through :mod:`composer.render.audio`, draws
+the piano roll and engraves the score, into a fresh folder per call, so two users never
+overwrite each other's files.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pretty_midi
+
+from composer.render import audio
+
+from composer.render import viz
+from composer.errors import ComposerError
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_stem(name: str | None, default: str = "piece") -> str:
+    """A file-name stem made only of letters, digits, '.', '_' and '-' (never a path)."""
+    name = Path(name or "").name  # drop any folders a user put in
+    for ext in (".mid", ".midi", ".wav", ".abc", ".musicxml", ".xml", ".json"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+    stem = _SAFE.sub("_", name).strip("._-")[:60]
+    return stem or default
+
+
+@dataclass
+class Piece:
+    """Files made from one piece of music. Paths are None where a part was not asked for."""
+
+    midi: Path
+    wav: Path | None = None
+    png: Path | None = None
+    musicxml: Path | None = None
+    score_html: str | None = None
+    score_error: str | None = None
+    seconds: float = 0.0
+
+    def downloads(self) -> list[str]:
+        return [str(p) for p in (self.midi, self.wav, self.musicxml) if p is not None]
+
+
+def new_output_dir(prefix: str = "composer-") -> Path:
+    """A fresh folder for one request's files."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def export_piece(pm: pretty_midi.PrettyMIDI, name: str = "piece", folder: Path | None = None,
+                 wav: bool = True, png: bool = True, score: bool = True, title: str | None = None,
+                 marks: list[float] | None = None, sample_rate: int = audio.SAMPLE_RATE) -> Piece:
+    """Write ``pm`` as MIDI and (optionally) WAV, piano-roll PNG, MusicXML and score HTML.
+
+    A score that cannot be engraved does not fail the call: ``score_error`` says why, and
+    the audio and piano roll are still made. Audio errors (no FluidSynth, no soundfont)
+    raise :class:`~composer.errors.AudioError`.
+    """
+    folder = folder or new_output_dir()
+    stem = safe_stem(name)
+    piece = Piece(midi=folder / f"{stem}.mid", seconds=pm.get_end_time())
+    pm.write(str(piece.midi))
+    if wav:
+        piece.wav = audio.render_to_wav(pm, folder / f"{stem}.wav", sample_rate)
+    if png:
+        piece.png = viz.save_pianoroll(pm, folder / f"{stem}.png", title=title, marks=marks)
+    if score:
+        try:
+            xml, piece.score_html = viz.safe_score(pm, title=title)
+            piece.musicxml = folder / f"{stem}.musicxml"
+            piece.musicxml.write_text(xml, encoding="utf-8")
+        except ComposerError as exc:
+            piece.score_error = str(exc)
+    return piece

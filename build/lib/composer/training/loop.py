@@ -1,0 +1,129 @@
+"""Helpers every trainer shares: device, distributed set-up, JSONL log, safetensors checkpoints.
+
+Imports only torch, numpy and the standard library, so training runs on a bare GPU box.
+Checkpoints are a ``.safetensors`` file (tensors only, never pickle) next to a ``.json``
+model card (config, data, steps, wall time, metrics, how it was trained).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from composer.checkpoints import load_checkpoint, prefixed, save_checkpoint, unprefixed  # noqa: F401  (re-exported for the trainers)
+from composer.device import keep_freed_memory, pick_device  # noqa: F401  (pick_device: re-exported for the trainers)
+
+
+def setup_process(threads: int | None = None) -> None:
+    """A training process: ``threads`` torch CPU threads (None: torch's default) and glibc
+    keeping freed memory for reuse (composer.device.keep_freed_memory: fewer page faults)."""
+    if threads:
+        torch.set_num_threads(threads)
+    keep_freed_memory()
+
+
+class Dist:
+    """Rank/world size from torchrun's environment; a no-op when run as a plain process."""
+
+    def __init__(self, device_name: str = "auto"):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+        device = pick_device(device_name)
+        if device.type == "cuda" and self.enabled:
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        if self.enabled and not dist.is_initialized():
+            # gloo works everywhere (the CPU test runs 2 processes on it); nccl for GPUs
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.enabled:
+            dist.barrier()
+
+    def close(self):
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class JsonlLog:
+    """Appends one JSON object per line; readable while training runs (the UI polls it)."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = Path(path), enabled
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, **row):
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    """Adam state as flat named tensors (safetensors holds tensors only)."""
+    out = {}
+    for i, state in opt.state_dict()["state"].items():
+        for k, v in state.items():
+            out[f"{prefix}.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict, prefix: str):
+    sd = opt.state_dict()
+    state = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, i, k = key.split(".", 2)
+            state.setdefault(int(i), {})[k] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+class Timer:
+    """Wall time that survives resume: ``elapsed`` adds the time of earlier runs."""
+
+    def __init__(self, before: float = 0.0):
+        self.before, self.t0 = before, time.time()
+
+    @property
+    def elapsed(self) -> float:
+        return self.before + time.time() - self.t0
+
+
+def cpu_name() -> str:
+    """The processor's model name and core count, for model cards."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def lr_at(step: int, args) -> float:
+    """Linear warm-up over ``args.warmup`` steps, then cosine decay to ``args.min_lr_ratio * args.lr``."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))

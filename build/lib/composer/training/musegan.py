@@ -1,0 +1,359 @@
+"""Train MuseGAN with WGAN-GP: ``python -m composer train musegan --data bach --steps N --out DIR``.
+
+Also runs as ``python -m composer.training.musegan ...`` and unchanged under
+``torchrun --nproc_per_node=N`` (DistributedDataParallel; gloo on CPU, nccl on GPU).
+
+Module-level imports are torch and numpy only: the ``.npz`` data is built once on a machine
+with music21 (``composer.music.chorales``) and read here with :func:`numpy.load`, so a bare
+GPU box can train.
+
+One step = ``critic_steps`` (5) critic updates + 1 generator update, as in WGAN-GP:
+critic loss ``C(fake) - C(real) + lambda * (||grad C(x_mix)|| - 1)^2`` with a fresh
+interpolation alpha per sample on every critic update (the seed drew one alpha for the
+whole run). The generator also keeps an exponential moving average of its weights
+(``G_ema``); that copy is what ships, because a GAN's raw weights jitter step to step.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from composer.music.metrics import VOICE_RANGES, pitch_offset_default
+from composer.models.musegan import PRESETS, Critic, Generator, MuseGANConfig, get_config, sample_latents
+from composer.training.loop import (Dist, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
+                                    optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,
+                                    unprefixed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: windows of whole bars from the cached songs, transposed on the fly
+# ---------------------------------------------------------------------------------------------
+
+class Windows:
+    """All ``n_bars`` windows of one split of a cached ``.npz`` (see composer.music.chorales).
+
+    ``hop`` is 1 bar for training (every start bar) and ``n_bars`` for evaluation (no
+    overlap). Transposition is range-preserving: each window is shifted by a random number
+    of semitones in ``[-max_shift, max_shift]`` among the shifts that keep every voice
+    inside its Bach range, so the model learns all keys but never hears a soprano above
+    A5 it then has to unlearn.
+    """
+
+    def __init__(self, npz_path, n_bars: int, split: str = "train", hop: int = 1,
+                 pitch_offset: int = pitch_offset_default, max_shift: int = 6):
+        with np.load(npz_path, allow_pickle=False) as d:
+            self.codes = d["codes"]                       # (4, total_bars, steps, pitches) uint8
+            starts, bars, splits = d["song_start"], d["song_bars"], d["split"]
+            self.names = [str(n) for n in d["names"]]
+        want = {"train": 0, "valid": 1}[split]
+        idx = []
+        for s, b, sp in zip(starts, bars, splits):
+            if sp != want or b < n_bars:
+                continue
+            idx.extend(range(s, s + b - n_bars + 1, hop))
+        self.starts = np.asarray(idx, dtype=np.int64)
+        self.n_bars, self.max_shift = n_bars, max_shift
+        self.songs = int(sum(1 for b, sp in zip(bars, splits) if sp == want and b >= n_bars))
+        # allowed transposition range per window: keep each voice inside its range
+        lo = np.full(len(self.starts), -max_shift)
+        hi = np.full(len(self.starts), max_shift)
+        sounding = self.codes.max(axis=2) > 0             # (4, total_bars, pitches)
+        for v in range(self.codes.shape[0]):
+            if v >= len(VOICE_RANGES):
+                break
+            rlo, rhi = VOICE_RANGES[v][1] - pitch_offset, VOICE_RANGES[v][2] - pitch_offset
+            for k, s in enumerate(self.starts):
+                p = np.flatnonzero(sounding[v, s:s + n_bars].any(axis=0))
+                if len(p):
+                    lo[k] = max(lo[k], rlo - p.min())
+                    hi[k] = min(hi[k], rhi - p.max())
+        bad = lo > hi                                      # already out of range: leave as is
+        lo[bad], hi[bad] = 0, 0
+        self.shift_lo, self.shift_hi = np.minimum(lo, 0), np.maximum(hi, 0)
+
+    def __len__(self):
+        return len(self.starts)
+
+    def codes_at(self, which: np.ndarray, shifts: np.ndarray | None = None) -> np.ndarray:
+        """Windows ``which`` as codes ``(n, tracks, bars, steps, pitches)``, optionally transposed."""
+        bars = self.starts[which][:, None] + np.arange(self.n_bars)[None, :]
+        x = self.codes[:, bars].transpose(1, 0, 2, 3, 4)  # (n, tracks, bars, steps, pitches)
+        if shifts is not None:
+            x = x.copy()
+            for i, s in enumerate(shifts):
+                if s:
+                    x[i] = np.roll(x[i], int(s), axis=-1)
+        return x
+
+    def sample(self, batch: int, rng: np.random.Generator, augment: bool = True) -> np.ndarray:
+        which = rng.integers(0, len(self.starts), batch)
+        shifts = rng.integers(self.shift_lo[which], self.shift_hi[which] + 1) if augment else None
+        return self.codes_at(which, shifts)
+
+
+def to_model_range(codes: np.ndarray, device) -> torch.Tensor:
+    """REST/HOLD/ONSET codes -> -1/0/1 float tensor."""
+    return torch.from_numpy(codes).to(device=device, dtype=torch.float32) - 1.0
+
+
+def resolve_data(source: str) -> Path:
+    """``bach`` -> the cached chorale ``.npz`` (built on first use); a ``.npz`` -> itself; a folder -> built."""
+    p = Path(source)
+    if p.suffix == ".npz" and p.is_file():
+        return p
+    from composer.music.chorales import build  # needs music21 / pretty_midi: only when building
+    return build(source)
+
+
+# ---------------------------------------------------------------------------------------------
+# WGAN-GP
+# ---------------------------------------------------------------------------------------------
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """``mean((||grad_x C(x)||_2 - 1)^2)`` at ``x = a real + (1-a) fake``, a fresh alpha per sample."""
+    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+    mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    # our Critic can skip this pass's own weight gradients: the penalty reaches the weights
+    # only through the gradient below (see models.musegan.CriticConv3d)
+    score = critic(mix, weight_grads=False) if isinstance(critic, Critic) else critic(mix)
+    (grad,) = torch.autograd.grad(score.float().sum(), mix, create_graph=True)
+    return ((grad.float().flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def train_step(G, C, opt_g, opt_c, real_fn, cfg: MuseGANConfig, batch: int, device, critic_steps: int = 5,
+               gp_weight: float = 10.0, G_train=None, C_train=None, autocast=contextlib.nullcontext) -> dict:
+    """One WGAN-GP iteration: ``critic_steps`` critic updates, then one generator update.
+
+    ``real_fn()`` returns a real batch in [-1, 1]. ``G_train``/``C_train`` are the DDP
+    wrappers when distributed (else the modules). Returns the last losses as tensors.
+    """
+    G_train, C_train = G_train or G, C_train or C
+    for _ in range(critic_steps):
+        real = real_fn()
+        with torch.no_grad(), autocast():
+            fake = G_train(**sample_latents(batch, cfg, device=device)).float()
+        with autocast():
+            # real and fake in one critic call; the penalty needs its own pass (double backward)
+            scores = C_train(torch.cat([real, fake])).float()
+            w_dist = scores[:batch].mean() - scores[batch:].mean()
+            gp = gradient_penalty(C, real, fake)
+            c_loss = -w_dist + gp_weight * gp
+        opt_c.zero_grad(set_to_none=True)
+        c_loss.backward()
+        opt_c.step()
+    # generator: one update; the critic's weights need no gradient here (saves a third of its backward)
+    C.requires_grad_(False)
+    with autocast():
+        g_loss = -C(G_train(**sample_latents(batch, cfg, device=device))).float().mean()
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    C.requires_grad_(True)
+    return {"g_loss": g_loss.detach(), "c_loss": c_loss.detach(), "gp": gp.detach(), "w_dist": w_dist.detach()}
+
+
+def ema_update(ema: nn.Module, model: nn.Module, decay: float):
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def lr_factor(step: int, total: int, decay_from: float) -> float:
+    """1 until ``decay_from`` of the run, then linear down to 0.1 at the end."""
+    start = int(total * decay_from)
+    if step < start or total <= start:
+        return 1.0
+    return 1.0 - 0.9 * (step - start) / max(1, total - start)
+
+
+def export_generator(src, dst, extra: dict | None = None, half: bool = True, weights: str = "ema") -> Path:
+    """Ship a training checkpoint: the EMA generator alone, fp16, plus a model card.
+
+    The critic and optimiser states stay behind (they are only needed to resume).
+    """
+    tensors, card = load_checkpoint(src)
+    gen = (unprefixed(tensors, "G") if weights == "raw" else None) or unprefixed(tensors, "G_ema") or unprefixed(tensors, "G")
+    gen = {k: (v.half() if half and v.is_floating_point() else v) for k, v in gen.items()}
+    card = {k: v for k, v in card.items()}
+    card.update({"weights": ("generator (raw)" if weights == "raw" else "generator EMA") + (", float16" if half else ""),
+                 "exported_from": str(src)})
+    card.update(extra or {})
+    save_checkpoint(dst, gen, card)
+    return Path(dst)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="composer train musegan", description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="bach", help="'bach', a folder of MIDI files, or a built .npz")
+    p.add_argument("--steps", type=int, default=5000, help="generator steps (each with --critic-steps critic steps)")
+    p.add_argument("--out", default="runs/musegan", help="folder for last.safetensors/.json and log.jsonl")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    p.add_argument("--n-bars", type=int, default=None, help="bars per window (2 or 4; default: the preset's)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--decay-from", type=float, default=0.6, help="fraction of --steps after which lr decays")
+    p.add_argument("--critic-steps", type=int, default=5)
+    p.add_argument("--gp", type=float, default=10.0, help="gradient penalty weight lambda")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the shipped generator weights")
+    p.add_argument("--no-augment", action="store_true", help="no transposition augmentation")
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.safetensors exists")
+    p.add_argument("--init-generator", default=None,
+                   help="start a new run from another checkpoint's generator (the critic starts fresh)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    setup_process(args.threads)
+    d = Dist(args.device)
+    device = d.device
+    out = Path(args.out)
+    ckpt_path = out / "last.safetensors"
+    cfg = get_config(args.preset, n_bars=args.n_bars)
+
+    # ---- resume: the checkpoint's config wins, so a resumed run is the same model ----
+    tensors, card = None, {}
+    if ckpt_path.exists() and not args.no_resume:
+        tensors, card = load_checkpoint(ckpt_path, device="cpu")
+        cfg = MuseGANConfig.from_dict(card["config"])
+
+    data_path = resolve_data(args.data) if d.main else None
+    if d.enabled:  # rank 0 builds the cache (if needed), the others wait and read it
+        import torch.distributed as dist
+        holder = [str(data_path) if data_path else None]
+        dist.broadcast_object_list(holder, src=0)
+        data_path = Path(holder[0])
+    data = Windows(data_path, cfg.n_bars, "train", hop=1)
+    if len(data) == 0:
+        from composer.errors import DataError
+        raise DataError(f"no {cfg.n_bars}-bar windows in {data_path}")
+
+    torch.manual_seed(args.seed + d.rank)
+    rng = np.random.default_rng(args.seed * 1000 + d.rank + (card.get("step", 0) * 7919))
+    G, C = Generator(cfg).to(device), Critic(cfg).to(device)
+    G_ema = copy.deepcopy(G).eval()
+    opt_g = torch.optim.Adam(G.parameters(), args.lr, betas=(0.5, 0.9))
+    opt_c = torch.optim.Adam(C.parameters(), args.lr, betas=(0.5, 0.9))
+    step = 0
+    if tensors is not None:
+        G.load_state_dict(unprefixed(tensors, "G"))
+        C.load_state_dict(unprefixed(tensors, "C"))
+        G_ema.load_state_dict(unprefixed(tensors, "G_ema"))
+        load_optimizer_tensors(opt_g, tensors, "opt_g")
+        load_optimizer_tensors(opt_c, tensors, "opt_c")
+        step = int(card["step"])
+    elif args.init_generator:
+        src, src_card = load_checkpoint(args.init_generator, device="cpu")
+        G.load_state_dict(unprefixed(src, "G"))
+        G_ema.load_state_dict(unprefixed(src, "G_ema") or unprefixed(src, "G"))
+        load_optimizer_tensors(opt_g, src, "opt_g")
+        card = {"wall_s": src_card.get("wall_s", 0.0),
+                "init": {"from": str(args.init_generator), "step": src_card.get("step"),
+                         "critic": src_card.get("config", {}).get("critic_order")}}
+    G.to(device), C.to(device), G_ema.to(device)
+    timer = Timer(card.get("wall_s", 0.0))
+
+    # DDP averages gradients across processes. The Wasserstein terms go through the DDP
+    # wrapper; the gradient penalty and the generator's critic pass use the bare module
+    # (DDP cannot run the double backward of the penalty itself, and the generator step
+    # needs no critic gradients). Every critic parameter still receives its gradient in
+    # the one backward pass per update, so DDP's all-reduce covers the penalty's share too.
+    if d.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ids = [device.index] if device.type == "cuda" else None
+        G_train, C_train = DDP(G, device_ids=ids), DDP(C, device_ids=ids)
+    else:
+        G_train, C_train = G, C
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+
+    log = JsonlLog(out / "log.jsonl", enabled=d.main)
+    if d.main and step and log.path.exists():
+        # rows written after the checkpoint we resume from are about to be redone: drop them
+        rows = [r for r in read_jsonl(log.path) if r.get("step", 0) <= step]
+        log.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if d.main:
+        print(f"MuseGAN {args.preset} ({cfg.n_bars} bars): {len(data)} training windows from {data.songs} songs; "
+              f"device {device}{' x%d' % d.world if d.enabled else ''}, {'bf16' if bf16 else 'fp32'}, "
+              f"threads {torch.get_num_threads()}; step {step} -> {args.steps}", file=sys.stderr)
+
+    def batch_real():
+        return to_model_range(data.sample(args.batch, rng, augment=not args.no_augment), device)
+
+    def save():
+        if not d.main:
+            return
+        t = {**prefixed(G.state_dict(), "G"), **prefixed(C.state_dict(), "C"),
+             **prefixed(G_ema.state_dict(), "G_ema"),
+             **optimizer_tensors(opt_g, "opt_g"), **optimizer_tensors(opt_c, "opt_c")}
+        save_checkpoint(ckpt_path, t, {
+            "model": "musegan", "preset": args.preset, "config": cfg.to_dict(), "step": step,
+            "wall_s": round(timer.elapsed, 1), "data": str(args.data), "data_windows": len(data),
+            "batch": args.batch * d.world, "lr": args.lr, "critic_steps": args.critic_steps, "gp_lambda": args.gp,
+            "ema": args.ema, "augment": not args.no_augment, **({"init": card["init"]} if "init" in card else {}),
+            "trained_on": f"{device.type} x{d.world}, {'bf16' if bf16 else 'fp32'}, "
+                          f"{torch.get_num_threads()} thread(s)" + (f", {torch.cuda.get_device_name(device)}"
+                                                                     if device.type == "cuda" else ""),
+        })
+
+    bar = None
+    if d.main and not args.quiet:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=args.steps, initial=step, desc="musegan", dynamic_ncols=True)
+        except ImportError:  # tqdm is optional on a bare box
+            bar = None
+
+    G.train(), C.train()
+    while step < args.steps:
+        f = lr_factor(step, args.steps, args.decay_from)
+        for opt in (opt_g, opt_c):
+            for group in opt.param_groups:
+                group["lr"] = args.lr * f
+        losses = train_step(G, C, opt_g, opt_c, batch_real, cfg, args.batch, device, args.critic_steps, args.gp,
+                            G_train=G_train, C_train=C_train, autocast=autocast)
+        g_loss, c_loss, gp, w_dist = (losses[k] for k in ("g_loss", "c_loss", "gp", "w_dist"))
+        ema_update(G_ema, G, args.ema if step > 100 else 0.0)  # EMA starts after the first wobbles
+        step += 1
+
+        if not all(math.isfinite(v) for v in (g_loss.item(), c_loss.item())):
+            print(f"non-finite loss at step {step}; stopping (last checkpoint kept)", file=sys.stderr)
+            return 1
+        if d.main and (step % args.log_every == 0 or step == args.steps):
+            log.write(step=step, g_loss=round(g_loss.item(), 5), c_loss=round(c_loss.item(), 5),
+                      gp=round(gp.item(), 5), w_dist=round(w_dist.item(), 5), lr=args.lr * f,
+                      wall_s=round(timer.elapsed, 2))
+        if bar is not None:
+            bar.update(1)
+            if step % args.log_every == 0:
+                bar.set_postfix(g=f"{g_loss.item():.3f}", c=f"{c_loss.item():.3f}", gp=f"{gp.item():.3f}")
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            save()
+    if bar is not None:
+        bar.close()
+    d.barrier()
+    d.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

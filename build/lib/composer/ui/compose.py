@@ -1,0 +1,431 @@
+"""Compose tab: MuseGAN latents as sliders per piece, bar, track and cell; piano roll and audio live.
+
+Handlers are thin: :mod:`composer.api.compose` does the music. A slider's release runs the fast
+path (generate + render + plot, :func:`render_state`) and then, chained, the slow part
+(score and MusicXML), so moving a slider answers quickly.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from composer.api import compose as compose_api
+from composer.api.compose import FEATURE_WORDS, FEATURES, Composer, ComposeState, load_composer
+from composer.errors import CheckpointError, ComposerError
+from composer.render.outputs import new_output_dir
+from composer.ui.common import GM_CHOICES, choice_program, program_choice, user_errors
+from composer.ui.gpu import gpu
+
+MAX_LATENTS_BYTES = 2 * 1024 * 1024
+N_DIRS = len(FEATURES)
+
+
+class ModelSlot:
+    """The MuseGAN the Compose tab uses: loaded once, switchable by the Train tab."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._composer: Composer | None = None
+        self._path: str | None = None
+
+    def get(self) -> Composer:
+        with self._lock:
+            if self._composer is None:
+                self._composer = load_composer(self._path)
+            return self._composer
+
+    def use(self, path: str | Path) -> Composer:
+        """Switch to another checkpoint (from the Train tab) without a restart."""
+        comp = load_composer(path)
+        with self._lock:
+            self._composer, self._path = comp, str(path)
+        return comp
+
+    def available(self) -> bool:
+        try:
+            self.get()
+            return True
+        except CheckpointError:
+            return False
+
+
+MODEL = ModelSlot()
+
+
+# --------------------------------------------------------------------------------------------
+# Package-level helpers the handlers (and the bench) call
+# --------------------------------------------------------------------------------------------
+
+#: The fast path runs inside the GPU slot on ZeroGPU (a no-op wrapper elsewhere).
+render_state = gpu(compose_api.render_state)
+finish_outputs = compose_api.finish_outputs
+
+
+def grid_table(comp: Composer, st: ComposeState):
+    """The track x bar grid as a DataFrame: 🔒 locked, ↻ re-rolled, · generated."""
+    import pandas as pd
+    rows = []
+    for t, name in enumerate(comp.track_names):
+        row = [name]
+        for b in range(st.n_bars):
+            row.append("🔒" if (t, b) in st.locked else "↻" if (t, b) in st.melody_override
+                       or b in st.chords_override else "·")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["voice"] + [str(b + 1) for b in range(st.n_bars)])
+
+
+def slider_label(comp: Composer, level: str, i: int) -> str:
+    name = comp.directions.names[level][i]
+    if name in FEATURE_WORDS:
+        lo, hi = FEATURE_WORDS[name]
+        return f"{name.capitalize()} ({lo} ← → {hi})"
+    return name.capitalize()
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers
+# --------------------------------------------------------------------------------------------
+
+def _status(comp: Composer, st: ComposeState, note: str = "") -> str:
+    locked = len(st.locked)
+    text = (f"**Seed {st.seed}** · {st.n_bars} bars · {st.tempo:.0f} BPM · model `{comp.name}`"
+            + (f" · {locked} locked cells" if locked else ""))
+    return text + (f"  \n{note}" if note else "")
+
+
+def _show(comp: Composer, st: ComposeState, history: list, note: str = ""):
+    png, wav, midi, folder = render_state(comp, st)
+    return (st, history, str(png), str(wav), grid_table(comp, st), _status(comp, st, note), str(folder),
+            [str(midi), str(wav)], str(midi))
+
+
+def _push(history: list | None, st: ComposeState | None) -> list:
+    history = list(history or [])
+    if st is not None:
+        history.append(st)
+    return history[-30:]
+
+
+def _track_index(comp: Composer, track: str | None) -> int:
+    names = comp.track_names
+    return names.index(track) if track in names else 0
+
+
+def _bar_index(st: ComposeState, bar) -> int:
+    try:
+        b = int(bar) - 1
+    except (TypeError, ValueError):
+        b = 0
+    return min(max(b, 0), st.n_bars - 1)
+
+
+def _ensure(comp: Composer, st: ComposeState | None) -> ComposeState:
+    if st is None or (st.z_dim, st.n_tracks, st.bars_per_phrase) != (comp.cfg.z_dim, comp.cfg.n_tracks,
+                                                                     comp.cfg.n_bars):
+        return comp.new_state(seed=0, n_bars=2 * comp.cfg.n_bars if comp.cfg.n_bars < 4 else comp.cfg.n_bars)
+    return st
+
+
+@user_errors
+def new_piece(seed, n_bars, tempo, truncation, history, st, *instruments):
+    """A new piece from a seed (API: ``compose_new``)."""
+    comp = MODEL.get()
+    programs = [choice_program(c) for c in instruments]
+    programs = [p if p is not None else d for p, d in zip(programs, comp.DEFAULT_PROGRAMS)]
+    new = comp.new_state(seed=int(seed or 0), n_bars=int(n_bars), truncation=float(truncation or 0),
+                         tempo=float(tempo), programs=programs)
+    return _show(comp, new, _push(history, st))
+
+
+@user_errors
+def random_piece(n_bars, tempo, truncation, history, st, *instruments):
+    seed = int(np.random.default_rng().integers(0, 2**31 - 1))
+    return (seed, *new_piece(seed, n_bars, tempo, truncation, history, st, *instruments))
+
+
+@user_errors
+def undo(history, st):
+    comp = MODEL.get()
+    history = list(history or [])
+    if not history:
+        raise gr.Error("Nothing to undo.")
+    prev = _ensure(comp, history.pop())
+    return _show(comp, prev, history, "Undone.")
+
+
+@user_errors
+def reset(history, st):
+    comp = MODEL.get()
+    st = _ensure(comp, st)
+    return _show(comp, comp.reset(st), _push(history, st), "Reset: no edits, no locks.")
+
+
+@user_errors
+def change_settings(n_bars, tempo, truncation, history, st, *instruments):
+    """Bars, tempo, truncation or instruments changed: keep the music, change what was asked."""
+    comp = MODEL.get()
+    st = _ensure(comp, st)
+    new = comp.resize(st, int(n_bars)) if int(n_bars) != st.n_bars else st.copy()
+    new.tempo = float(tempo)
+    new.programs = [choice_program(c) if choice_program(c) is not None else p
+                    for c, p in zip(instruments, new.programs)]
+    trunc = float(truncation) or None
+    if trunc != new.truncation:
+        new.truncation = trunc
+        new.anchors = [Composer._truncate(a, trunc) for a in comp.new_state(new.seed, new.n_bars, truncation=0).anchors]
+    return _show(comp, new, _push(history, st))
+
+
+def _slider_handler(level: str, index: int):
+    @user_errors
+    def handler(value, track, bar, history, st):
+        comp = MODEL.get()
+        st = _ensure(comp, st)
+        t, b = _track_index(comp, track), _bar_index(st, bar)
+        new = comp.set_direction(st, level, index, float(value), track=t, bar=b)
+        return _show(comp, new, _push(history, st))
+    handler.__name__ = f"set_{level}_{index}"
+    return handler
+
+
+@user_errors
+def set_raw(level, track, bar, history, st, *values):
+    comp = MODEL.get()
+    st = _ensure(comp, st)
+    t, b = _track_index(comp, track), _bar_index(st, bar)
+    new = comp.set_raw(st, level.lower(), [float(v) for v in values[: comp.cfg.z_dim]], track=t, bar=b)
+    return _show(comp, new, _push(history, st))
+
+
+def _edit_handler(kind: str, scope: str):
+    @user_errors
+    def handler(track, bar, history, st):
+        comp = MODEL.get()
+        st = _ensure(comp, st)
+        t = _track_index(comp, track) if scope in ("cell", "track") else None
+        b = _bar_index(st, bar) if scope in ("cell", "bar") else None
+        if kind == "reroll":
+            new = comp.reroll(st, track=t, bar=b)
+        else:
+            new = comp.lock(st, track=t, bar=b, locked=(kind == "lock"))
+        what = {"cell": f"{track}, bar {b + 1 if b is not None else ''}", "track": str(track),
+                "bar": f"bar {b + 1 if b is not None else ''}", "all": "every cell"}[scope]
+        return _show(comp, new, _push(history, st), f"{kind.capitalize()}: {what}.")
+    handler.__name__ = f"{kind}_{scope}"
+    return handler
+
+
+def selection_values(track, bar, st):
+    """Slider positions for the selected track/bar (no regeneration)."""
+    comp = MODEL.get()
+    st = _ensure(comp, st)
+    t, b = _track_index(comp, track), _bar_index(st, bar)
+    out = []
+    for level in ("chords", "groove", "melody"):
+        out += [round(comp.direction_value(st, level, i, track=t, bar=b), 2) for i in range(N_DIRS)]
+    return out
+
+
+def raw_values(level, track, bar, st):
+    comp = MODEL.get()
+    st = _ensure(comp, st)
+    t, b = _track_index(comp, track), _bar_index(st, bar)
+    vals = comp.raw_values(st, level.lower(), track=t, bar=b)
+    return [round(float(v), 3) for v in vals]
+
+
+def select_cell(st, evt: gr.SelectData):
+    comp = MODEL.get()
+    st = _ensure(comp, st)
+    row, col = evt.index if isinstance(evt.index, (list, tuple)) else (evt.index, 1)
+    track = comp.track_names[min(int(row), len(comp.track_names) - 1)]
+    bar = max(1, min(int(col), st.n_bars))
+    return track, gr.update(value=str(bar))
+
+
+def _restore(text: str, history, st):
+    comp = MODEL.get()
+    if len(text.encode("utf-8", "ignore")) > MAX_LATENTS_BYTES:
+        raise ComposerError(f"the latents JSON is over {MAX_LATENTS_BYTES // 1024} kB")
+    new = ComposeState.from_json(text)
+    comp._check(new)
+    out = _show(comp, new, _push(history, st), "Restored from latents.")
+    files, score = finish_outputs(comp, new, Path(out[6]))
+    midi = next(f for f in files if f.endswith(".mid"))
+    return (*out[:7], out[8], files, score, midi)
+
+
+@user_errors
+def compose_from_latents(latents_json: str, history=None, st=None):
+    """Restore a piece from the latents JSON the tab downloads (API: ``compose_from_latents``).
+
+    Outputs include the MIDI file and the WAV of the piece.
+    """
+    if not latents_json or not latents_json.strip():
+        raise gr.Error("Paste the latents JSON (or upload the latents file).")
+    return _restore(latents_json, history, st)
+
+
+@user_errors
+def upload_latents(path, history, st):
+    if not path:
+        raise gr.Error("Upload a latents .json file.")
+    p = Path(path)
+    if p.stat().st_size > MAX_LATENTS_BYTES:
+        raise ComposerError(f"'{p.name}' is over {MAX_LATENTS_BYTES // 1024} kB; latents files are ~30 kB")
+    return _restore(p.read_text(encoding="utf-8", errors="replace"), history, st)
+
+
+@user_errors
+def finish(st, folder):
+    comp = MODEL.get()
+    if st is None or not folder:
+        return gr.update(), gr.update()
+    return finish_outputs(comp, st, Path(folder))
+
+
+# --------------------------------------------------------------------------------------------
+# Layout
+# --------------------------------------------------------------------------------------------
+
+def build():
+    """Lay out the Compose tab (inside ``gr.Tab``).
+
+    Returns ``(hook, composed_midi)``: the page-load hook for the app, and the ``gr.State``
+    holding this session's piece as a MIDI path (other tabs take the piece from it); both
+    None when no MuseGAN model is available.
+    """
+    try:
+        comp = MODEL.get()
+    except CheckpointError as exc:
+        gr.Markdown(f"**No MuseGAN model is available yet.** {exc}")
+        return None, None
+    cfg = comp.cfg
+    tracks = comp.track_names
+    first = comp.new_state(seed=0, n_bars=max(4, cfg.n_bars))
+
+    st = gr.State(first)
+    history = gr.State([])
+    composed_midi = gr.State(None)  # this session's piece as a MIDI path, for the other tabs
+    folder = gr.State(None)
+    gr.Markdown("Shape a four-voice chorale with MuseGAN's four latent inputs. **Style** colours the whole "
+                "piece, **Chords** one bar for all voices, **Groove** one voice for the whole piece, "
+                "**Melody** one voice in one bar. Select a cell in the grid (or with the two pickers) to "
+                "choose which bar and voice the sliders shape. Sliders are in standard deviations; named "
+                "ones were measured to change what their name says.")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
+                new_btn = gr.Button("New from seed")
+                rand_btn = gr.Button("🎲 Random")
+            with gr.Row():
+                undo_btn = gr.Button("↶ Undo")
+                reset_btn = gr.Button("Reset edits")
+            n_bars = gr.Slider(1, 32, value=first.n_bars, step=1, label="Bars")
+            tempo = gr.Slider(40, 200, value=first.tempo, step=1, label="Tempo (BPM)")
+            trunc = gr.Slider(0, 3, value=first.truncation or 0, step=0.1,
+                              label="Truncation (clip latents at ±t; 0 = off; starts at the model's recommendation)")
+            with gr.Accordion("Instruments", open=False):
+                instruments = [gr.Dropdown(GM_CHOICES, value=program_choice(p), label=name)
+                               for name, p in zip(tracks, first.programs)]
+            with gr.Accordion("Style: the whole piece", open=True):
+                style_s = [gr.Slider(-3, 3, value=0, step=0.1, label=slider_label(comp, "style", i))
+                           for i in range(N_DIRS)]
+            with gr.Accordion("Chords: the selected bar, all voices", open=True):
+                chords_s = [gr.Slider(-3, 3, value=0, step=0.1, label=slider_label(comp, "chords", i))
+                            for i in range(N_DIRS)]
+            with gr.Accordion("Groove: the selected voice, all bars", open=True):
+                groove_s = [gr.Slider(-3, 3, value=0, step=0.1, label=slider_label(comp, "groove", i))
+                            for i in range(N_DIRS)]
+            with gr.Accordion("Melody: the selected voice in the selected bar", open=True):
+                melody_s = [gr.Slider(-3, 3, value=0, step=0.1, label=slider_label(comp, "melody", i))
+                            for i in range(N_DIRS)]
+            with gr.Accordion("Advanced: every dimension of one vector", open=False):
+                raw_level = gr.Radio(["Style", "Chords", "Groove", "Melody"], value="Style", label="Vector")
+                raw = [gr.Slider(-3, 3, value=0, step=0.05, label=f"dim {i + 1}") for i in range(cfg.z_dim)]
+        with gr.Column(scale=2):
+            status = gr.Markdown()
+            roll = gr.Image(label="Piano roll", type="filepath", interactive=False)
+            audio_out = gr.Audio(label="Audio", type="filepath", interactive=False)
+            grid = gr.Dataframe(value=grid_table(comp, first), interactive=False, label="Track × bar grid (click a cell to select it): "
+                                                         "🔒 locked, ↻ re-rolled")
+            with gr.Row():
+                sel_track = gr.Dropdown(tracks, value=tracks[0], label="Selected voice")
+                sel_bar = gr.Dropdown([str(b + 1) for b in range(MAX_BARS_UI)], value="1", label="Selected bar")
+            with gr.Row():
+                rr_cell = gr.Button("↻ Re-roll cell")
+                rr_track = gr.Button("↻ Re-roll voice")
+                rr_bar = gr.Button("↻ Re-roll bar")
+                rr_all = gr.Button("↻ Re-roll piece (keeps locks)")
+            with gr.Row():
+                lk_cell = gr.Button("🔒 Lock cell")
+                lk_track = gr.Button("🔒 Lock voice")
+                lk_bar = gr.Button("🔒 Lock bar")
+                unlock = gr.Button("Unlock all")
+            files = gr.File(label="Downloads: MIDI, WAV, MusicXML, latents JSON", file_count="multiple",
+                            interactive=False)
+            with gr.Accordion("Restore from latents", open=False):
+                latents_file = gr.File(label="Upload a latents .json", file_types=[".json"], type="filepath")
+                latents_text = gr.Textbox(label="…or paste the latents JSON", lines=3)
+                restore_btn = gr.Button("Restore")
+                latents_midi = gr.File(label="MIDI of the restored piece", interactive=False, visible=False)
+    score = gr.HTML(label="Score")
+
+    shown = [st, history, roll, audio_out, grid, status, folder, files, composed_midi]
+    live = dict(trigger_mode="always_last", show_progress="hidden")
+
+    def then_finish(event):
+        return event.then(finish, [st, folder], [files, score], show_progress="hidden")
+
+    then_finish(new_btn.click(new_piece, [seed, n_bars, tempo, trunc, history, st] + instruments, shown,
+                              api_name="compose_new"))
+    then_finish(rand_btn.click(random_piece, [n_bars, tempo, trunc, history, st] + instruments, [seed] + shown,
+                               api_name="compose_random"))
+    then_finish(undo_btn.click(undo, [history, st], shown, api_name="compose_undo"))
+    then_finish(reset_btn.click(reset, [history, st], shown, api_name="compose_reset"))
+    for comp_in in [n_bars, tempo, trunc]:
+        then_finish(comp_in.release(change_settings, [n_bars, tempo, trunc, history, st] + instruments, shown,
+                                    api_visibility="private", **live))
+    for dd in instruments:
+        then_finish(dd.input(change_settings, [n_bars, tempo, trunc, history, st] + instruments, shown,
+                             api_visibility="private", **live))
+    for level, sliders in (("style", style_s), ("chords", chords_s), ("groove", groove_s), ("melody", melody_s)):
+        for i, s in enumerate(sliders):
+            then_finish(s.release(_slider_handler(level, i), [s, sel_track, sel_bar, history, st], shown,
+                                  api_name=f"compose_{level}_{i + 1}", **live))
+    for s in raw:
+        then_finish(s.release(set_raw, [raw_level, sel_track, sel_bar, history, st] + raw, shown,
+                              api_visibility="private", **live))
+    for btn, kind, scope in ((rr_cell, "reroll", "cell"), (rr_track, "reroll", "track"), (rr_bar, "reroll", "bar"),
+                             (rr_all, "reroll", "all"), (lk_cell, "lock", "cell"), (lk_track, "lock", "track"),
+                             (lk_bar, "lock", "bar"), (unlock, "unlock", "all")):
+        then_finish(btn.click(_edit_handler(kind, scope), [sel_track, sel_bar, history, st], shown,
+                              api_name=f"compose_{kind}_{scope}"))
+    # selection: move the sliders to the selected cell's values, no regeneration
+    for sel in (sel_track, sel_bar):
+        sel.change(selection_values, [sel_track, sel_bar, st], chords_s + groove_s + melody_s,
+                   api_visibility="private", show_progress="hidden")
+    for sel in (raw_level, sel_track, sel_bar):
+        sel.change(raw_values, [raw_level, sel_track, sel_bar, st], raw, api_visibility="private",
+                   show_progress="hidden")
+    grid.select(select_cell, [st], [sel_track, sel_bar], api_visibility="private")
+    restored = shown[:7] + [composed_midi, files, score, latents_midi]
+    restore_btn.click(compose_from_latents, [latents_text, history, st], restored, api_name="compose_from_latents")
+    latents_file.upload(upload_latents, [latents_file, history, st], restored, api_name="compose_from_latents_file")
+    # the app runs this when the page opens, so the first piece is there to hear
+    hook = lambda demo: demo.load(first_show, [history, st], shown, show_progress="hidden").then(  # noqa: E731
+        finish, [st, folder], [files, score], show_progress="hidden")
+    return hook, composed_midi
+
+
+@user_errors
+def first_show(history, st):
+    comp = MODEL.get()
+    return _show(comp, _ensure(comp, st), list(history or []))
+
+
+MAX_BARS_UI = 32
