@@ -1,12 +1,13 @@
 """Composer: a music studio for small generative models.
 
-Subpackages follow the pipeline of DESIGN.md section 2:
+The house plan is docs/ARCHITECTURE.md:
 
-* :mod:`composer.music`   - codecs and corpora (no torch)
+* :mod:`composer.api`     - what the UI, CLI and scripts call, one module per model
+* :mod:`composer.music`   - codecs, corpora and music metrics (no torch)
 * :mod:`composer.models`  - pure torch modules
-* :mod:`composer.training`, :mod:`composer.evaluation` - trainers and metrics runners
-* :mod:`composer.render.audio`, :mod:`composer.render.viz` - FluidSynth audio, piano rolls and scores
-* :mod:`composer.ui`      - the Gradio tabs
+* :mod:`composer.training`, :mod:`composer.evaluation` - trainers and evaluation runners
+* :mod:`composer.render`  - FluidSynth audio, piano rolls and scores, the files of a piece
+* :mod:`composer.cli`, :mod:`composer.ui` - the command line and the Gradio tabs
 """
 __version__ = "0.1.0"
 

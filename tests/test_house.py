@@ -98,3 +98,12 @@ def test_package_installs_without_dependencies(tmp_path):
     site = tmp_path / "site"
     assert (site / "composer" / "api" / "compose.py").exists()
     assert (site / "share" / "composer" / "checkpoints" / "musegan.safetensors").exists()
+
+
+def test_public_api_is_user_actions_with_docstrings():
+    from composer.ui.app import build_app
+    demo = build_app()
+    public = [f for f in demo.fns.values() if getattr(f, "api_visibility", "public") == "public"]
+    assert 10 <= len(public) <= 30
+    assert not [f.api_name for f in public if str(f.api_name).startswith(("finish", "first_show"))]
+    assert not [f.api_name for f in public if not (f.fn and (f.fn.__doc__ or "").strip())]

@@ -10,7 +10,7 @@ training box without music21 or pretty_midi can read it with :func:`numpy.load`)
   window, so overlapping windows of one chorale cannot leak from train into validation.
 * ``names``  str ``(songs,)``, ``programs`` int ``(4,)``, ``voices`` str ``(4,)``.
 
-Recipe (DESIGN.md section 3): de-duplicated corpus names, exactly four parts in 4/4,
+Recipe (docs/ARCHITECTURE.md): de-duplicated corpus names, exactly four parts in 4/4,
 ties stripped, shifted by the pickup so bar lines line up, quantised to sixteenths.
 """
 from __future__ import annotations

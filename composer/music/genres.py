@@ -1,6 +1,6 @@
 """Genre domains for the CycleGAN genre transfer: 4-bar windows of merged piano rolls.
 
-The representation is the paper's (Brunner et al. 2018, DESIGN.md section 4): 4 bars x 16
+The representation is the paper's (Brunner et al. 2018, docs/ARCHITECTURE.md): 4 bars x 16
 steps x 84 pitches (MIDI 24-107), every non-drum track merged into one, 4/4 only. The
 windows keep :mod:`composer.music.pianoroll`'s REST/HOLD/ONSET codes so a window can be
 played back exactly; the models binarise them (``codes > 0``).

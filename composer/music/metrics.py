@@ -5,7 +5,7 @@ Input everywhere: codes ``(n, tracks, bars, steps, pitches)`` with REST=0, HOLD=
 an ONSET, or at a HOLD that follows silence, and lasts while HOLDs follow; notes held
 across a bar line are one note.
 
-Definitions (DESIGN.md section 5; the public implementations have bugs listed there):
+Definitions (docs/ARCHITECTURE.md; the public implementations have bugs listed there):
 
 * pitch class = ``midi_pitch % 12`` (true chroma, not 7-semitone blocks)
 * ``eb``  share of empty bars, per track

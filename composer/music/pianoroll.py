@@ -8,7 +8,7 @@ Two representations are used by the models:
 
 Both store *codes* rather than a binary roll, because a binary roll cannot tell a held
 note from a repeated one and has no way to say "rest" other than silence everywhere
-(DESIGN.md section 3)::
+(docs/ARCHITECTURE.md)::
 
     REST  = 0   nothing sounds at this pitch and step
     HOLD  = 1   a note that started earlier still sounds

@@ -1,6 +1,6 @@
 """Audio through FluidSynth: one loaded synth per process, int16 stereo out.
 
-Why it looks like this (DESIGN.md section 6):
+Why it looks like this (docs/ARCHITECTURE.md):
 
 * Loading a soundfont takes from 0.1 s (TimGM6mb) to seconds (FluidR3_GM, 148 MB), so one
   :class:`Renderer` per (soundfont, sample rate) is kept for the life of the process and

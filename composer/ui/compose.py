@@ -142,12 +142,14 @@ def new_piece(seed, n_bars, tempo, truncation, history, st, *instruments):
 
 @user_errors
 def random_piece(n_bars, tempo, truncation, history, st, *instruments):
+    """A new piece from a fresh random seed (API: ``compose_random``)."""
     seed = int(np.random.default_rng().integers(0, 2**31 - 1))
     return (seed, *new_piece(seed, n_bars, tempo, truncation, history, st, *instruments))
 
 
 @user_errors
 def undo(history, st):
+    """Go back to the piece before the last action (API: ``compose_undo``)."""
     comp = MODEL.get()
     history = list(history or [])
     if not history:
@@ -158,6 +160,7 @@ def undo(history, st):
 
 @user_errors
 def reset(history, st):
+    """The piece of this seed with no edits, re-rolls or locks (API: ``compose_reset``)."""
     comp = MODEL.get()
     st = _ensure(comp, st)
     return _show(comp, comp.reset(st), _push(history, st), "Reset: no edits, no locks.")
@@ -203,6 +206,7 @@ def set_raw(level, track, bar, history, st, *values):
 def _edit_handler(kind: str, scope: str):
     @user_errors
     def handler(track, bar, history, st):
+        """Re-roll, lock or unlock the selected cell, voice, bar or the whole piece (API: ``compose_{reroll|lock}_{cell|track|bar|all}``, ``compose_unlock_all``)."""
         comp = MODEL.get()
         st = _ensure(comp, st)
         t = _track_index(comp, track) if scope in ("cell", "track") else None
@@ -271,6 +275,7 @@ def compose_from_latents(latents_json: str, history=None, st=None):
 
 @user_errors
 def upload_latents(path, history, st):
+    """Restore a piece from an uploaded latents .json (API: ``compose_from_latents_file``)."""
     if not path:
         raise gr.Error("Upload a latents .json file.")
     p = Path(path)
@@ -379,7 +384,7 @@ def build():
     live = dict(trigger_mode="always_last", show_progress="hidden")
 
     def then_finish(event):
-        return event.then(finish, [st, folder], [files, score], show_progress="hidden")
+        return event.then(finish, [st, folder], [files, score], show_progress="hidden", api_visibility="private")
 
     then_finish(new_btn.click(new_piece, [seed, n_bars, tempo, trunc, history, st] + instruments, shown,
                               api_name="compose_new"))
@@ -396,7 +401,7 @@ def build():
     for level, sliders in (("style", style_s), ("chords", chords_s), ("groove", groove_s), ("melody", melody_s)):
         for i, s in enumerate(sliders):
             then_finish(s.release(_slider_handler(level, i), [s, sel_track, sel_bar, history, st], shown,
-                                  api_name=f"compose_{level}_{i + 1}", **live))
+                                  api_visibility="private", **live))
     for s in raw:
         then_finish(s.release(set_raw, [raw_level, sel_track, sel_bar, history, st] + raw, shown,
                               api_visibility="private", **live))
@@ -417,8 +422,9 @@ def build():
     restore_btn.click(compose_from_latents, [latents_text, history, st], restored, api_name="compose_from_latents")
     latents_file.upload(upload_latents, [latents_file, history, st], restored, api_name="compose_from_latents_file")
     # the app runs this when the page opens, so the first piece is there to hear
-    hook = lambda demo: demo.load(first_show, [history, st], shown, show_progress="hidden").then(  # noqa: E731
-        finish, [st, folder], [files, score], show_progress="hidden")
+    hook = lambda demo: demo.load(first_show, [history, st], shown, show_progress="hidden",  # noqa: E731
+                                  api_visibility="private").then(
+        finish, [st, folder], [files, score], show_progress="hidden", api_visibility="private")
     return hook, composed_midi
 
 

@@ -96,6 +96,7 @@ def make_preview(job) -> tuple:
 
 @user_errors
 def start(model_label, source, uploads, steps, batch, request: gr.Request):
+    """Start a training run in the background (API: ``train_start``); one run per server."""
     key = _label_to_key(model_label)
     t = available_trainables()[key]
     run = _runs_dir() / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -119,6 +120,7 @@ def start(model_label, source, uploads, steps, batch, request: gr.Request):
 
 @user_errors
 def stop():
+    """Stop the training run (API: ``train_stop``); its last checkpoint stays."""
     job = JOBS.job
     if job is None or not job.running:
         raise gr.Error("No training run is in progress.")
@@ -145,6 +147,7 @@ def poll():
 
 @user_errors
 def save(name):
+    """Save the run's current model as safetensors + model card (API: ``train_save``)."""
     job = JOBS.job
     if job is None or not job.checkpoint.exists():
         raise gr.Error("Nothing to save yet: start a run and wait for its first checkpoint.")
@@ -173,6 +176,7 @@ def save(name):
 
 @user_errors
 def use_in_compose(files):
+    """Compose with a saved MuseGAN checkpoint, without a restart (API: ``train_use_in_compose``)."""
     from composer.ui import compose
     paths = [f for f in (files or []) if str(f).endswith(".safetensors")]
     if not paths:
