@@ -24,6 +24,10 @@ test: system-deps test-deps dev-venv
 test-fast: system-deps dev-venv
 	$(PY) -m pytest -q -m "not slow" tests
 
+# hostile inputs through the app's and CLI's handlers: prints the table (clean/ok/uncaught/hang/memory/death)
+fuzz: system-deps venv
+	$(PY) -m composer.bench.fuzz --midi 1000 --abc 1000 --latents 300
+
 bench: system-deps venv
 	$(PY) -m composer bench --json
 

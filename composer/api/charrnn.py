@@ -494,7 +494,9 @@ def render_tune(abc: str, program: int = 40, tempo: float | None = None) -> Tune
     from composer import sandbox
     if not isinstance(abc, str):
         raise AbcError("the ABC must be text")
-    parts = sandbox.run("composer.music.abc:render_parts", abc, int(program), tempo, what="this tune")
+    # 6 s to read and play, 3 s to engrave: a request never holds a worker for 10 s
+    parts = sandbox.run("composer.music.abc:render_parts", abc, int(program), tempo, timeout=6.0,
+                        what="this tune")
     out = TuneRendering(check=parts["check"], musicxml=parts["musicxml"])
     if not out.check["valid"]:
         return out
@@ -503,7 +505,7 @@ def render_tune(abc: str, program: int = 40, tempo: float | None = None) -> Tune
     import pretty_midi
     out.pm = pretty_midi.PrettyMIDI(io.BytesIO(parts["midi"]))
     try:
-        out.score_svg = sandbox.run("composer.render.viz:score_svg", abc, input_format="abc",
+        out.score_svg = sandbox.run("composer.render.viz:score_svg", abc, input_format="abc", timeout=3.0,
                                     what="cannot draw this score")
     except ComposerError as exc:
         out.score_error = str(exc)

@@ -20,6 +20,9 @@ from composer.errors import (CorruptMidiError, EmptyMidiError, MidiTooLargeError
 MAX_MIDI_BYTES = 2 * 1024 * 1024
 #: Music longer than this many seconds is refused (rendering costs time and memory).
 MAX_MIDI_SECONDS = 15 * 60
+#: Tracks with notes and notes in all (a full orchestral score has ~40 tracks and ~30,000 notes).
+MAX_MIDI_TRACKS = 64
+MAX_MIDI_NOTES = 60_000
 
 
 def _describe(name: str | None) -> str:
@@ -41,8 +44,7 @@ def load_midi_bytes(data: bytes, name: str | None = None, max_bytes: int = MAX_M
     """
     what = _describe(name)
     if len(data) > max_bytes:
-        raise MidiTooLargeError(f"{what} is {len(data) / 1e6:.1f} MB; the limit for a MIDI file is "
-                                f"{max_bytes / 1e6:.1f} MB")
+        raise MidiTooLargeError(f"{what} is {len(data):,} bytes; the limit for a MIDI file is {max_bytes:,} bytes")
     if len(data) == 0:
         raise NotMidiError(f"{what} is empty (0 bytes), not a MIDI file")
     if data[:4] != b"MThd":
@@ -58,6 +60,12 @@ def load_midi_bytes(data: bytes, name: str | None = None, max_bytes: int = MAX_M
         raise CorruptMidiError(f"{what} is a damaged or truncated MIDI file ({detail})") from None
     if not any(inst.notes for inst in pm.instruments):
         raise EmptyMidiError(f"{what} holds no notes")
+    tracks = sum(1 for inst in pm.instruments if inst.notes)
+    if tracks > MAX_MIDI_TRACKS:
+        raise MidiTooLargeError(f"{what} has {tracks} tracks with notes; the limit is {MAX_MIDI_TRACKS}")
+    notes = sum(len(inst.notes) for inst in pm.instruments)
+    if notes > MAX_MIDI_NOTES:
+        raise MidiTooLargeError(f"{what} has {notes:,} notes; the limit is {MAX_MIDI_NOTES:,}")
     seconds = pm.get_end_time()
     if seconds > max_seconds:
         raise MidiTooLongError(f"{what} lasts {seconds / 60:.1f} minutes; the limit is {max_seconds / 60:.0f} minutes")
@@ -72,8 +80,7 @@ def load_midi(path: str | os.PathLike, max_bytes: int = MAX_MIDI_BYTES,
         raise NotMidiError(f"no such file: {path}")
     size = path.stat().st_size
     if size > max_bytes:
-        raise MidiTooLargeError(f"'{path.name}' is {size / 1e6:.1f} MB; the limit for a MIDI file is "
-                                f"{max_bytes / 1e6:.1f} MB")
+        raise MidiTooLargeError(f"'{path.name}' is {size:,} bytes; the limit for a MIDI file is {max_bytes:,} bytes")
     return load_midi_bytes(path.read_bytes(), name=path.name, max_bytes=max_bytes, max_seconds=max_seconds)
 
 

@@ -111,12 +111,19 @@ def midi_events(pm: pretty_midi.PrettyMIDI) -> tuple[list[_Event], dict[int, tup
     """Flatten ``pm`` into time-sorted synth events and a channel -> (bank, program) map."""
     events: list[_Event] = []
     programs: dict[int, tuple[int, int]] = {}
-    melodic = (c for c in range(256) if c % 16 != DRUM_CHANNEL)
-    drums = (c for c in range(DRUM_CHANNEL, 256, 16))
+    pools = {False: [c for c in range(256) if c % 16 != DRUM_CHANNEL], True: list(range(DRUM_CHANNEL, 256, 16))}
+    taken = {False: 0, True: 0}
+    shared: dict[tuple[bool, int], int] = {}  # (drum, program) -> channel, once the channels run out
     for inst in pm.instruments:
         if not inst.notes:
             continue
-        ch = next(drums) if inst.is_drum else next(melodic)
+        key, pool = (bool(inst.is_drum), int(inst.program)), pools[bool(inst.is_drum)]
+        if taken[key[0]] < len(pool):  # a channel of its own while there are any left (240 melodic, 16 drum)
+            ch = pool[taken[key[0]]]
+            taken[key[0]] += 1
+            shared.setdefault(key, ch)
+        else:  # more tracks than channels: share one with the same instrument (else any, in turn)
+            ch = shared.setdefault(key, pool[len(shared) % len(pool)])
         programs[ch] = (128 if inst.is_drum else 0, int(inst.program))
         for n in inst.notes:
             if n.end <= n.start:

@@ -195,7 +195,7 @@ def score_parts(midi: bytes, title: str | None = None, max_bars: int = MAX_SCORE
     return xml, score_html(pm, max_bars=max_bars, title=title, xml=xml)
 
 
-def safe_score(pm: pretty_midi.PrettyMIDI, title: str | None = None, timeout: float = 10.0) -> tuple[str, str]:
+def safe_score(pm: pretty_midi.PrettyMIDI, title: str | None = None, timeout: float = 5.0) -> tuple[str, str]:
     """(MusicXML, score HTML) of ``pm``, made in a sandbox worker under a time and memory
     limit; raises :class:`~composer.errors.ComposerError` ("cannot draw this score: ...")."""
     from composer import sandbox
