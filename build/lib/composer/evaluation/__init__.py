@@ -1,7 +1,0 @@
-"""Evaluation runners, one module per model (``python -m composer eval MODEL --json``): the
-model's figures beside the real data and beside baselines that should fail. The music
-metrics themselves live in :mod:`composer.music.metrics`. See ``docs/ARCHITECTURE.md``."""
-
-#: ``eval MODEL`` -> the module with ``main(argv) -> int``.
-EVALUATORS = {"musegan": "composer.evaluation.musegan", "charrnn": "composer.evaluation.charrnn",
-              "cyclegan": "composer.evaluation.cyclegan", "notes": "composer.evaluation.notes"}
