@@ -1,10 +1,10 @@
 """Checkpoints: a ``.safetensors`` file (tensors only, never a pickle) and its ``.json``
 model card, written and read as one pair by every model.
 
-Writing is crash-safe: both files are written under temporary names and then renamed, the
-weights first, and the card carries the SHA-256 of the weights it describes, so a reader
-can tell a card from an older or newer save (:func:`load_checkpoint` refuses such a pair
-with a message). Imports only torch, safetensors and the standard library, so trainers can
+Writing is crash-safe: both files are written under temporary names and then renamed, and
+the card carries the SHA-256 of the weights it describes, so an interrupted save is either
+rolled forward (:func:`recover`) or not visible at all, and a pair put together by hand from
+two saves is refused with a message by :func:`load_checkpoint`. Imports only torch, safetensors and the standard library, so trainers can
 use it on a bare GPU box. See ``docs/ARCHITECTURE.md``.
 """
 from __future__ import annotations
@@ -41,9 +41,9 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], card: di
                     metadata: dict[str, str] | None = None) -> Path:
     """Write the weights and the model card of ``path`` as a pair; returns the weights' path.
 
-    The card gains ``weights_sha256``. A crash at any moment leaves either the old pair or
-    the new one (plus a stale ``*.tmp`` that the next save or :func:`remove_stale_temporaries`
-    clears), never a new card beside old weights.
+    The card gains ``weights_sha256``. A crash at any moment leaves the old pair, the new
+    pair, or a state that :func:`recover` (called by :func:`load_checkpoint`) turns into the
+    new pair; never a pair that loads with the wrong card.
     """
     from safetensors.torch import save_file
     weights, card_path = pair_paths(path)
@@ -53,11 +53,31 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], card: di
     os.chmod(w_tmp, 0o644)  # readable like the card, whatever the umask of temporary files
     card = dict(card, weights_sha256=file_sha256(w_tmp))
     c_tmp.write_text(json.dumps(card, indent=1))
-    # rename order: an old card beside new weights would name the wrong hash, so a crash
-    # between the two renames is caught by load_checkpoint and by resume
-    w_tmp.replace(weights)
+    # The card goes first: a crash between the two renames leaves the new card, the old
+    # weights and the new weights still under their temporary name, which the card's hash
+    # names, so recover() rolls the save forward. A crash before leaves the old pair.
     c_tmp.replace(card_path)
+    w_tmp.replace(weights)
     return weights
+
+
+def recover(path: str | Path) -> None:
+    """Finish or undo a save that a crash interrupted (see :func:`save_checkpoint`).
+
+    New card + old weights + the new weights under ``.tmp``: the rename is finished. Stale
+    temporaries beside a consistent pair are removed.
+    """
+    weights, card_path = pair_paths(path)
+    w_tmp, c_tmp = Path(str(weights) + ".tmp"), Path(str(card_path) + ".tmp")
+    if w_tmp.exists() and card_path.exists():
+        try:
+            want = json.loads(card_path.read_text()).get("weights_sha256")
+        except (OSError, ValueError):
+            want = None
+        if want and (not weights.exists() or file_sha256(weights) != want) and file_sha256(w_tmp) == want:
+            w_tmp.replace(weights)
+    for tmp in (w_tmp, c_tmp):
+        tmp.unlink(missing_ok=True)
 
 
 def read_card(path: str | Path) -> dict:
@@ -83,6 +103,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     """
     from safetensors.torch import load_file
     weights, _ = pair_paths(path)
+    if verify:
+        recover(weights)
     if not weights.is_file():
         raise CheckpointError(f"no such checkpoint: {weights}")
     try:
@@ -101,16 +123,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(f"{weights.name} and its model card do not belong together (the card describes "
                               "other weights; a save was interrupted): save again or restore both files")
     return tensors, card
-
-
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete ``*.safetensors.tmp`` / ``*.json.tmp`` left in ``folder`` by an interrupted save."""
-    gone = []
-    for p in Path(folder).glob("*.tmp"):
-        if p.name.endswith((".safetensors.tmp", ".json.tmp")):
-            p.unlink(missing_ok=True)
-            gone.append(p)
-    return gone
 
 
 def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

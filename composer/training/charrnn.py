@@ -34,6 +34,7 @@ from composer.models.charrnn import CARD_FORMAT, PRESETS, CharRNN, CharRNNConfig
 
 Vocab = CharVocab  # the name the trainer used
 load_model = load
+from composer.training.loop import JsonlLog
 from composer.training.loop import cpu_name as _cpu_name
 from composer.training.loop import (load_checkpoint, load_optimizer_tensors, lr_at, optimizer_tensors, prefixed,
                                     save_checkpoint, setup_process, unprefixed)
@@ -230,6 +231,7 @@ def train(args, on_event=None) -> dict:
           f"config {config.to_dict()}, device {device}, threads {torch.get_num_threads()}"
           + (f", resumed at step {step}" if resume else ""), flush=True)
 
+    JsonlLog(out / "log.jsonl").keep_until(step)  # rows after the resumed step are redone
     log = open(out / "log.jsonl", "a")
 
     def emit(rec):

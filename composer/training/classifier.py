@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         from torch.nn.parallel import DistributedDataParallel as DDP
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     log = JsonlLog(out / "log.jsonl", enabled=d.main)
+    log.keep_until(step)  # rows after the resumed step are redone
     if d.main and step and log.path.exists():
         rows = [r for r in read_jsonl(log.path) if r.get("step", 0) <= step]
         log.path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -71,6 +71,16 @@ class JsonlLog:
             with self.path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
 
+    def keep_until(self, step: int) -> None:
+        """Drop the rows after ``step`` (the step a run resumes from, 0 for a fresh start):
+        they are about to be redone, and a crash after them must not leave duplicates."""
+        if not (self.enabled and self.path.exists()):
+            return
+        rows = [r for r in read_jsonl(self.path) if r.get("step", 0) <= step] if step else []
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.replace(self.path)
+
 
 def read_jsonl(path) -> list[dict]:
     path = Path(path)
