@@ -7,7 +7,10 @@ overwrite each other's files.
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +50,43 @@ class Piece:
         return [str(p) for p in (self.midi, self.wav, self.musicxml) if p is not None]
 
 
+#: Request folders live here and are removed after :data:`OUTPUT_MAX_AGE_S` seconds, or
+#: oldest first beyond :data:`OUTPUT_MAX_FOLDERS` (Gradio keeps its own copy of what it served).
+OUTPUT_ROOT = Path(tempfile.gettempdir()) / "composer-outputs"
+OUTPUT_MAX_AGE_S = 3600.0
+OUTPUT_MAX_FOLDERS = 2000
+_last_sweep = 0.0
+_sweep_lock = threading.Lock()
+
+
 def new_output_dir(prefix: str = "composer-") -> Path:
-    """A fresh folder for one request's files."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    """A fresh folder for one request's files (old ones are swept away, see :func:`sweep_outputs`)."""
+    global _last_sweep
+    OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
+    now = time.monotonic()
+    if now - _last_sweep > 60 and _sweep_lock.acquire(blocking=False):
+        try:
+            _last_sweep = now
+            sweep_outputs()
+        finally:
+            _sweep_lock.release()
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=OUTPUT_ROOT))
+
+
+def sweep_outputs(max_age_s: float = OUTPUT_MAX_AGE_S, max_folders: int = OUTPUT_MAX_FOLDERS) -> int:
+    """Delete request folders older than ``max_age_s`` and the oldest beyond ``max_folders``;
+    returns how many were deleted."""
+    try:
+        folders = sorted((p for p in OUTPUT_ROOT.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    except FileNotFoundError:
+        return 0
+    cutoff = time.time() - max_age_s
+    doomed = [p for p in folders if p.stat().st_mtime < cutoff]
+    keep = [p for p in folders if p.stat().st_mtime >= cutoff]
+    doomed += keep[: max(0, len(keep) - max_folders)]
+    for p in doomed:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(doomed)
 
 
 def export_piece(pm: pretty_midi.PrettyMIDI, name: str = "piece", folder: Path | None = None,
