@@ -108,3 +108,30 @@ def test_cli_missing_soundfont_one_line(tmp_path, example_midi):
     res = run_cli("render", example_midi, "--out", tmp_path / "o.wav",
                   env={"COMPOSER_SOUNDFONT": str(tmp_path / "gone.sf2")})
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "gone.sf2" in res.stderr
+
+
+def test_a_long_render_does_not_hold_up_a_short_one():
+    import threading
+
+    import pretty_midi
+
+    from composer.render import audio
+    long_pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes = [pretty_midi.Note(80, 48 + i % 24, i * 0.5, i * 0.5 + 0.4) for i in range(1200)]  # 10 minutes
+    long_pm.instruments.append(inst)
+    short_pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes = [pretty_midi.Note(80, 60, 0, 1.0)]
+    short_pm.instruments.append(inst)
+    long_lane = audio.get_renderer(lane="long")
+    audio.get_renderer(lane="short")  # both synths loaded before the race
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (audio.render(long_pm), done.set()))
+    t.start()
+    while not long_lane._lock.locked() and not done.is_set():
+        pass
+    short = audio.render(short_pm)
+    assert not done.is_set()  # the short piece came back while the long one still renders
+    assert short.shape[0] > 0
+    t.join()

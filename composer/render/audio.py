@@ -206,14 +206,23 @@ class Renderer:
         return buf
 
 
-_renderers: dict[tuple[str, int], Renderer] = {}
+#: Music longer than this (seconds) renders on its own synth, so that one visitor's long
+#: piece never holds up another's 4-bar phrase (each lane has its own synth and lock;
+#: FluidSynth's render call releases the GIL, so the lanes run side by side).
+LONG_RENDER_S = 60.0
+LANES = ("short", "long")
+
+_renderers: dict[tuple[str, int, str], Renderer] = {}
 _renderers_lock = threading.Lock()
 
 
-def get_renderer(sample_rate: int = SAMPLE_RATE, soundfont: str | os.PathLike | None = None) -> Renderer:
-    """The process-wide :class:`Renderer` for this soundfont and rate (created once)."""
+def get_renderer(sample_rate: int = SAMPLE_RATE, soundfont: str | os.PathLike | None = None,
+                 lane: str = "short") -> Renderer:
+    """The process-wide :class:`Renderer` of ``lane`` for this soundfont and rate (created once)."""
+    if lane not in LANES:
+        raise ValueError(f"lane must be one of {LANES}")
     sf = str(Path(soundfont) if soundfont else find_soundfont())
-    key = (sf, int(sample_rate))
+    key = (sf, int(sample_rate), lane)
     with _renderers_lock:
         if key not in _renderers:
             _renderers[key] = Renderer(sf, sample_rate)
@@ -221,8 +230,10 @@ def get_renderer(sample_rate: int = SAMPLE_RATE, soundfont: str | os.PathLike | 
 
 
 def render(pm: pretty_midi.PrettyMIDI, sample_rate: int = SAMPLE_RATE, tail: float = RELEASE_TAIL_S) -> np.ndarray:
-    """Render with the shared renderer: int16 stereo ``(frames, 2)``."""
-    return get_renderer(sample_rate).render(pm, tail=tail)
+    """Render with the shared renderers: int16 stereo ``(frames, 2)``; music longer than
+    :data:`LONG_RENDER_S` goes to the long lane."""
+    lane = "long" if pm.get_end_time() > LONG_RENDER_S else "short"
+    return get_renderer(sample_rate, lane=lane).render(pm, tail=tail)
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
