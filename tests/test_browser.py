@@ -30,13 +30,13 @@ def test_slider_changes_piano_roll_and_audio():
             page.goto(demo.local_url)
 
             def roll_src():
-                return page.locator("img[src*='composition.png']").first.get_attribute("src")
+                return page.locator("img[src*='composer-seed']").first.get_attribute("src")
 
             def audio_src():  # the audio player's file (its download link), new for every render
-                return page.locator("a[href*='composition.wav']").first.get_attribute("href")
+                return page.locator("a[href*='.wav']").first.get_attribute("href")
 
-            page.wait_for_selector("img[src*='composition.png']", timeout=60_000)
-            page.wait_for_selector("a[href*='composition.wav']", state="attached", timeout=30_000)
+            page.wait_for_selector("img[src*='composer-seed']", timeout=60_000)
+            page.wait_for_selector("a[href*='.wav']", state="attached", timeout=30_000)
             before_roll, before_audio = roll_src(), audio_src()
             slider = page.get_by_label("range slider for", exact=False).nth(3)  # the first Style slider
             box = slider.bounding_box()

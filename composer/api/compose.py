@@ -713,29 +713,39 @@ def load_composer(path: str | Path | None = None) -> Composer:
 # Files of a piece: the fast path (audio + roll) and the slow part (score, MusicXML, latents)
 # --------------------------------------------------------------------------------------------
 
+def piece_stem(st: ComposeState) -> str:
+    """File name of a piece's downloads, after the piece: ``composer-seed42-16bars``."""
+    return f"composer-seed{st.seed}-{st.n_bars}bars"
+
+
 def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
     """The fast path: generate, render audio, draw the piano roll. Returns (png, wav, midi, folder)."""
     folder = folder or new_output_dir("composer-compose-")
+    stem = piece_stem(st)
     pm = comp.midi(st)
-    wav = audio.render_to_wav(pm, folder / "composition.wav")
-    png = viz.save_pianoroll(pm, folder / "composition.png", title=f"seed {st.seed}, {st.n_bars} bars")
-    midi = folder / "composition.mid"
+    wav = audio.render_to_wav(pm, folder / f"{stem}.wav")
+    png = viz.save_pianoroll(pm, folder / f"{stem}.png", title=f"seed {st.seed}, {st.n_bars} bars")
+    midi = folder / f"{stem}.mid"
     pm.write(str(midi))
     return png, wav, midi, folder
 
 
 def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
-    """The slow part: MusicXML, score, latents JSON; returns (download list, score html)."""
-    pm = comp.midi(st)
-    files = [folder / "composition.mid", folder / "composition.wav"]
-    latents = folder / "latents.json"
+    """The slow part: MusicXML, score, latents JSON; returns (download list, score html).
+
+    The score is engraved from the roll itself (exact rhythms, a clef per voice, the key
+    signature of the piece's key, four bars a line), and the MusicXML download is that score.
+    """
+    stem = piece_stem(st)
+    files = [folder / f"{stem}.mid", folder / f"{stem}.wav"]
+    latents = folder / f"{stem}.json"
     latents.write_text(st.to_json())
     score = ""
     try:
-        xml = viz.musicxml(pm, title=f"Composer - seed {st.seed}")
-        (folder / "composition.musicxml").write_text(xml, encoding="utf-8")
-        files.append(folder / "composition.musicxml")
-        score = viz.score_html(pm, xml=xml)
+        xml, pages = viz.roll_score_parts(comp.roll(st), title=f"Composer - seed {st.seed}")
+        (folder / f"{stem}.musicxml").write_text(xml, encoding="utf-8")
+        files.append(folder / f"{stem}.musicxml")
+        score = viz.svg_pages_html(pages)
     except ComposerError as exc:
         score = f"<p>Score not available: {exc}</p>"
     files.append(latents)

@@ -139,13 +139,13 @@ def musicxml(pm_or_score, title: str | None = None) -> str:
 
 
 def score_svg(data: str, input_format: str = "musicxml", max_pages: int = 6, page_width: int = 2100,
-              scale: int = 35) -> list[str]:
+              scale: int = 35, breaks: str = "auto") -> list[str]:
     """Engrave MusicXML (or ABC with ``input_format="abc"``) to SVG pages with verovio."""
     import verovio
     tk = verovio.toolkit(False)
     tk.setResourcePath(verovio.__path__[0] + "/data") if hasattr(verovio, "__path__") else None
     tk.setOptions({"inputFrom": input_format, "pageWidth": page_width, "scale": scale, "adjustPageHeight": True,
-                   "footer": "none", "header": "auto", "breaks": "auto"})
+                   "footer": "none", "header": "auto", "breaks": breaks})
     if not tk.loadData(data):
         raise ScoreError(f"verovio could not read this {input_format}")
     pages = min(tk.getPageCount(), max_pages)
@@ -206,6 +206,121 @@ def safe_score(pm: pretty_midi.PrettyMIDI, title: str | None = None, timeout: fl
 
 
 def svg_pages_html(pages: list[str]) -> str:
-    """Wrap verovio SVG pages in a white, scrollable HTML block."""
+    """Wrap verovio SVG pages in a white block that grows with the music (no inner scrollbar:
+    the page scrolls, as a musician reading a score expects)."""
     body = "".join(f'<div style="margin-bottom:8px">{p}</div>' for p in pages)
-    return f'<div style="background:white;padding:8px;max-height:640px;overflow-y:auto">{body}</div>'
+    return f'<div style="background:white;padding:8px">{body}</div>'
+
+
+# --------------------------------------------------------------------------------------------
+# A readable score straight from a piano roll (Compose): exact rhythms, clefs, key signature
+# --------------------------------------------------------------------------------------------
+
+#: Bars per line of music on screen and in the MusicXML.
+BARS_PER_SYSTEM = 4
+
+
+_CLEFS_BY_VOICE = {"soprano": "treble", "alto": "treble", "tenor": "treble8vb", "bass": "bass"}
+
+
+def _clef_for(pitches: list[int], name: str = ""):
+    """The clef of a chorale voice by its name; otherwise treble above middle C, treble-8vb
+    for a tenor range, bass below (by the median pitch)."""
+    from music21 import clef
+    by_name = _CLEFS_BY_VOICE.get(name.strip().lower())
+    if by_name:
+        return {"treble": clef.TrebleClef, "treble8vb": clef.Treble8vbClef, "bass": clef.BassClef}[by_name]()
+    if not pitches:
+        return clef.TrebleClef()
+    mid = float(np.median(pitches))
+    if mid >= 59:
+        return clef.TrebleClef()
+    if mid >= 53:
+        return clef.Treble8vbClef()
+    return clef.BassClef()
+
+
+def roll_score(roll, title: str | None = None, key=None):
+    """A music21 Score of a :class:`~composer.music.pianoroll.MultiTrackRoll` in 4/4.
+
+    Built from the sixteenth grid itself, not from quantised MIDI, so every note has the
+    length it has in the roll (no rest fragments): one part per track, each with the clef
+    of its range (the tenor in treble-8vb), the key signature of the piece's key
+    (music21's Krumhansl-Schmuckler estimate unless ``key`` is given), and a new line
+    every :data:`BARS_PER_SYSTEM` bars.
+    """
+    from music21 import instrument, layout, meter, metadata, note, stream, tempo
+    from composer.music.pianoroll import notes_from_codes
+    step_q = 4.0 / roll.steps_per_bar  # quarter notes per step (4/4)
+    total_q = roll.n_bars * 4.0
+    score = stream.Score()
+    score.metadata = metadata.Metadata()
+    score.metadata.title = title or ""
+    score.metadata.movementName = title or ""
+    parts = []
+    for t in range(roll.n_tracks):
+        notes = sorted(notes_from_codes(roll.track_steps(t)), key=lambda n: (n[1], -n[0]))
+        part = stream.Part()
+        part.partName = roll.names[t]
+        inst = instrument.instrumentFromMidiProgram(int(roll.programs[t]))
+        inst.partName = roll.names[t]
+        inst.partAbbreviation = roll.names[t][:1]
+        part.insert(0, inst)
+        pitches = [p + roll.pitch_offset for p, _, _ in notes]
+        part.insert(0, _clef_for(pitches, roll.names[t]))
+        part.insert(0, meter.TimeSignature("4/4"))
+        if t == 0:
+            part.insert(0, tempo.MetronomeMark(number=round(float(roll.tempo))))
+        pos = 0.0
+        for k, (p, start, end) in enumerate(notes):
+            s, e = start * step_q, end * step_q
+            if k + 1 < len(notes):  # one line per voice: a note ends where the next begins
+                e = min(e, notes[k + 1][1] * step_q)
+            if s < pos - 1e-9 or e <= s:
+                continue
+            if s > pos + 1e-9:
+                part.insert(pos, note.Rest(quarterLength=s - pos))
+            part.insert(s, note.Note(int(p + roll.pitch_offset), quarterLength=e - s))
+            pos = e
+        if pos < total_q - 1e-9:
+            part.insert(pos, note.Rest(quarterLength=total_q - pos))
+        parts.append(part)
+    key = key or _estimate_key(parts)
+    flats = key is not None and key.sharps < 0
+    for part in parts:
+        if key is not None:
+            part.insert(0, key)
+            for n in part.recurse().notes:  # black keys spelled the key's way (Eb in E-flat, D# in E)
+                acc = n.pitch.accidental
+                if acc is not None and (acc.alter > 0) == flats:
+                    n.pitch = n.pitch.getEnharmonic()
+        measured = part.makeMeasures()
+        measured.makeTies(inPlace=True)
+        for i, m in enumerate(measured.getElementsByClass("Measure")):
+            if i and i % BARS_PER_SYSTEM == 0 and part is parts[0]:
+                m.insert(0, layout.SystemLayout(isNew=True))
+        measured.makeBeams(inPlace=True)
+        measured.partName = part.partName
+        measured.partAbbreviation = part.partName[:1]
+        score.insert(0, measured)
+    return score
+
+
+def _estimate_key(parts):
+    from music21 import stream
+    flat = stream.Stream()
+    for part in parts:
+        for n in part.recurse().notes:
+            flat.insert(n.offset, n.__deepcopy__())
+    if not len(flat.notes):
+        return None
+    try:
+        return flat.analyze("key")
+    except Exception:  # noqa: BLE001 - no key is better than no score
+        return None
+
+
+def roll_score_parts(roll, title: str | None = None) -> tuple[str, list[str]]:
+    """(MusicXML, verovio SVG pages) of :func:`roll_score`, lines broken as encoded."""
+    xml = musicxml(roll_score(roll, title=title), title=title)
+    return xml, score_svg(xml, breaks="encoded" if roll.n_bars > BARS_PER_SYSTEM else "auto")
