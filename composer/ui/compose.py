@@ -64,15 +64,21 @@ render_state = gpu(compose_api.render_state)
 finish_outputs = compose_api.finish_outputs
 
 
-def grid_table(comp: Composer, st: ComposeState):
-    """The track x bar grid as a DataFrame: 🔒 locked, ↻ re-rolled, · generated."""
+#: Grid marks in plain text (an emoji lock renders as an empty box where no emoji font is installed).
+MARK_LOCKED, MARK_REROLLED, MARK_PLAIN = "L", "R", "·"
+
+
+def grid_table(comp: Composer, st: ComposeState, selected: tuple[int, int] | None = None):
+    """The track x bar grid as a DataFrame: L locked, R re-rolled, · generated; the selected
+    cell is shown in brackets, e.g. ``[L]``."""
     import pandas as pd
     rows = []
     for t, name in enumerate(comp.track_names):
         row = [name]
         for b in range(st.n_bars):
-            row.append("🔒" if (t, b) in st.locked else "↻" if (t, b) in st.melody_override
-                       or b in st.chords_override else "·")
+            mark = (MARK_LOCKED if (t, b) in st.locked else MARK_REROLLED if (t, b) in st.melody_override
+                    or b in st.chords_override else MARK_PLAIN)
+            row.append(f"[{mark}]" if selected == (t, b) else mark)
         rows.append(row)
     return pd.DataFrame(rows, columns=["voice"] + [str(b + 1) for b in range(st.n_bars)])
 
@@ -222,6 +228,28 @@ def _edit_handler(kind: str, scope: str):
     return handler
 
 
+def control_values(comp: Composer, st: ComposeState, track, bar) -> list:
+    """Every control's value for piece ``st`` with (track, bar) selected, in the order of the
+    tab's ``controls``: seed, bars, tempo, truncation, one instrument per voice, the selected
+    bar (its choices are the piece's bars), the style, chords, groove and melody sliders, and
+    the grid with the selected cell marked."""
+    t, b = _track_index(comp, track), _bar_index(st, bar)
+    values = [st.seed, st.n_bars, st.tempo, st.truncation or 0]
+    values += [program_choice(p) for p in st.programs]
+    values.append(gr.update(choices=[str(i + 1) for i in range(st.n_bars)], value=str(b + 1)))
+    values += [round(comp.direction_value(st, "style", i), 2) for i in range(N_DIRS)]
+    for level in ("chords", "groove", "melody"):
+        values += [round(comp.direction_value(st, level, i, track=t, bar=b), 2) for i in range(N_DIRS)]
+    values.append(grid_table(comp, st, selected=(t, b)))
+    return values
+
+
+def sync_controls(track, bar, st):
+    """After an action: every control shows the piece as it now is (no regeneration)."""
+    comp = MODEL.get()
+    return control_values(comp, _ensure(comp, st), track, bar)
+
+
 def selection_values(track, bar, st):
     """Slider positions for the selected track/bar (no regeneration)."""
     comp = MODEL.get()
@@ -230,7 +258,7 @@ def selection_values(track, bar, st):
     out = []
     for level in ("chords", "groove", "melody"):
         out += [round(comp.direction_value(st, level, i, track=t, bar=b), 2) for i in range(N_DIRS)]
-    return out
+    return out + [grid_table(comp, st, selected=(t, b))]
 
 
 def raw_values(level, track, bar, st):
@@ -356,20 +384,21 @@ def build():
             status = gr.Markdown()
             roll = gr.Image(label="Piano roll", type="filepath", interactive=False)
             audio_out = gr.Audio(label="Audio", type="filepath", interactive=False)
-            grid = gr.Dataframe(value=grid_table(comp, first), interactive=False, label="Track × bar grid (click a cell to select it): "
-                                                         "🔒 locked, ↻ re-rolled")
+            grid = gr.Dataframe(value=grid_table(comp, first, selected=(0, 0)), interactive=False,
+                                label="Voice × bar grid (click a cell to select it): [ ] selected, "
+                                      "L locked, R re-rolled, · generated")
             with gr.Row():
                 sel_track = gr.Dropdown(tracks, value=tracks[0], label="Selected voice")
-                sel_bar = gr.Dropdown([str(b + 1) for b in range(MAX_BARS_UI)], value="1", label="Selected bar")
+                sel_bar = gr.Dropdown([str(b + 1) for b in range(first.n_bars)], value="1", label="Selected bar")
             with gr.Row():
                 rr_cell = gr.Button("↻ Re-roll cell")
                 rr_track = gr.Button("↻ Re-roll voice")
                 rr_bar = gr.Button("↻ Re-roll bar")
                 rr_all = gr.Button("↻ Re-roll piece (keeps locks)")
             with gr.Row():
-                lk_cell = gr.Button("🔒 Lock cell")
-                lk_track = gr.Button("🔒 Lock voice")
-                lk_bar = gr.Button("🔒 Lock bar")
+                lk_cell = gr.Button("Lock cell")
+                lk_track = gr.Button("Lock voice")
+                lk_bar = gr.Button("Lock bar")
                 unlock = gr.Button("Unlock all")
             files = gr.File(label="Downloads: MIDI, WAV, MusicXML, latents JSON", file_count="multiple",
                             interactive=False)
@@ -383,7 +412,15 @@ def build():
     shown = [st, history, roll, audio_out, grid, status, folder, files, composed_midi]
     live = dict(trigger_mode="always_last", show_progress="hidden")
 
-    def then_finish(event):
+    controls = [seed, n_bars, tempo, trunc] + instruments + [sel_bar] + style_s + chords_s + groove_s + melody_s \
+        + [grid]
+
+    def then_finish(event, sync: bool = True):
+        """After an action: the slow outputs (score, downloads) and, unless the action was a
+        slider move (which shows its own value), every control set to the new piece."""
+        if sync:
+            event.then(sync_controls, [sel_track, sel_bar, st], controls, show_progress="hidden",
+                       api_visibility="private")
         return event.then(finish, [st, folder], [files, score], show_progress="hidden", api_visibility="private")
 
     then_finish(new_btn.click(new_piece, [seed, n_bars, tempo, trunc, history, st] + instruments, shown,
@@ -392,19 +429,22 @@ def build():
                                api_name="compose_random"))
     then_finish(undo_btn.click(undo, [history, st], shown, api_name="compose_undo"))
     then_finish(reset_btn.click(reset, [history, st], shown, api_name="compose_reset"))
+    # Enter in the seed box composes from that seed
+    then_finish(seed.submit(new_piece, [seed, n_bars, tempo, trunc, history, st] + instruments, shown,
+                            api_visibility="private"))
     for comp_in in [n_bars, tempo, trunc]:
-        then_finish(comp_in.release(change_settings, [n_bars, tempo, trunc, history, st] + instruments, shown,
+        then_finish(comp_in.input(change_settings, [n_bars, tempo, trunc, history, st] + instruments, shown,
                                     api_visibility="private", **live))
     for dd in instruments:
         then_finish(dd.input(change_settings, [n_bars, tempo, trunc, history, st] + instruments, shown,
                              api_visibility="private", **live))
     for level, sliders in (("style", style_s), ("chords", chords_s), ("groove", groove_s), ("melody", melody_s)):
         for i, s in enumerate(sliders):
-            then_finish(s.release(_slider_handler(level, i), [s, sel_track, sel_bar, history, st], shown,
-                                  api_visibility="private", **live))
+            then_finish(s.input(_slider_handler(level, i), [s, sel_track, sel_bar, history, st], shown,
+                                api_visibility="private", **live), sync=False)
     for s in raw:
-        then_finish(s.release(set_raw, [raw_level, sel_track, sel_bar, history, st] + raw, shown,
-                              api_visibility="private", **live))
+        then_finish(s.input(set_raw, [raw_level, sel_track, sel_bar, history, st] + raw, shown,
+                            api_visibility="private", **live), sync=False)
     for btn, kind, scope in ((rr_cell, "reroll", "cell"), (rr_track, "reroll", "track"), (rr_bar, "reroll", "bar"),
                              (rr_all, "reroll", "all"), (lk_cell, "lock", "cell"), (lk_track, "lock", "track"),
                              (lk_bar, "lock", "bar"), (unlock, "unlock", "all")):
@@ -412,19 +452,21 @@ def build():
                               api_name=f"compose_{kind}_{scope}"))
     # selection: move the sliders to the selected cell's values, no regeneration
     for sel in (sel_track, sel_bar):
-        sel.change(selection_values, [sel_track, sel_bar, st], chords_s + groove_s + melody_s,
+        sel.change(selection_values, [sel_track, sel_bar, st], chords_s + groove_s + melody_s + [grid],
                    api_visibility="private", show_progress="hidden")
     for sel in (raw_level, sel_track, sel_bar):
         sel.change(raw_values, [raw_level, sel_track, sel_bar, st], raw, api_visibility="private",
                    show_progress="hidden")
     grid.select(select_cell, [st], [sel_track, sel_bar], api_visibility="private")
     restored = shown[:7] + [composed_midi, files, score, latents_midi]
-    restore_btn.click(compose_from_latents, [latents_text, history, st], restored, api_name="compose_from_latents")
-    latents_file.upload(upload_latents, [latents_file, history, st], restored, api_name="compose_from_latents_file")
+    for ev in (restore_btn.click(compose_from_latents, [latents_text, history, st], restored,
+                                 api_name="compose_from_latents"),
+               latents_file.upload(upload_latents, [latents_file, history, st], restored,
+                                   api_name="compose_from_latents_file")):
+        ev.then(sync_controls, [sel_track, sel_bar, st], controls, show_progress="hidden", api_visibility="private")
     # the app runs this when the page opens, so the first piece is there to hear
-    hook = lambda demo: demo.load(first_show, [history, st], shown, show_progress="hidden",  # noqa: E731
-                                  api_visibility="private").then(
-        finish, [st, folder], [files, score], show_progress="hidden", api_visibility="private")
+    hook = lambda demo: then_finish(demo.load(first_show, [history, st], shown, show_progress="hidden",  # noqa: E731
+                                              api_visibility="private"))
     return hook, composed_midi
 
 
@@ -434,4 +476,3 @@ def first_show(history, st):
     return _show(comp, _ensure(comp, st), list(history or []))
 
 
-MAX_BARS_UI = 32
