@@ -52,3 +52,42 @@ def test_slider_changes_piano_roll_and_audio():
             browser.close()
     finally:
         demo.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it)")
+@pytest.mark.parametrize("width, height", [(1366, 768), (1920, 1080)])
+def test_the_piece_stays_in_view_and_the_playhead_follows_the_audio(width, height):
+    from playwright.sync_api import sync_playwright
+
+    from composer.ui.app import build_app
+    demo = build_app()
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--autoplay-policy=no-user-gesture-required"])
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(demo.local_url)
+            page.wait_for_selector("#compose-roll img", timeout=60_000)
+            page.wait_for_selector("#compose-audio audio", state="attached", timeout=30_000)
+            # scroll the controls down to the melody sliders, as a musician shaping a voice does
+            page.get_by_text("Melody: the selected voice in the selected bar").first.scroll_into_view_if_needed()
+            page.mouse.wheel(0, 600)
+            time.sleep(0.5)
+            for sel in ("#compose-roll img", "#compose-audio"):
+                box = page.locator(sel).first.bounding_box()
+                assert box is not None and box["y"] >= -1 and box["y"] + 40 <= height, f"{sel} scrolled out of view"
+            page.evaluate("document.querySelector('#compose-audio audio').play()")
+            lefts = []
+            for _ in range(12):
+                time.sleep(0.25)
+                lefts.append(page.evaluate("(() => { const l = document.getElementById('compose-playhead-line');"
+                                           " return l && l.style.display === 'block' ? parseFloat(l.style.left) : null })()"))
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"compose_{width}x{height}.png"))
+            moving = [x for x in lefts if x is not None]
+            assert len(moving) >= 2 and moving[-1] > moving[0], f"the playhead did not move: {lefts}"
+            browser.close()
+    finally:
+        demo.close()

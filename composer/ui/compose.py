@@ -324,6 +324,51 @@ def finish(st, folder):
 # Layout
 # --------------------------------------------------------------------------------------------
 
+#: The piece (status, roll, audio, grid) stays on screen while the controls scroll.
+COMPOSE_CSS = """
+.gradio-container { overflow: clip !important; }  /* hidden would make it a scroll box: no sticky */
+#compose-piece { position: sticky; top: 8px; align-self: flex-start; max-height: calc(100vh - 16px);
+                 overflow-y: auto; }
+#compose-roll { position: relative; }
+#compose-playhead-line { position: absolute; width: 2px; background: #d62728; pointer-events: none;
+                         display: none; z-index: 5; }
+"""
+
+#: A playhead on the piano roll that follows the audio (the roll's axes span 7 %-85 % of the
+#: figure's width and 12 %-92 % of its height, see composer.render.viz.pianoroll_figure; the
+#: audio has a release tail of composer.render.audio.RELEASE_TAIL_S after the music).
+PLAYHEAD_JS = """
+const AX_LEFT = %(left)s, AX_WIDTH = %(width)s, AX_TOP = 0.08, AX_HEIGHT = 0.80, TAIL = %(tail)s;
+function frame() {
+  const box = document.getElementById('compose-roll');
+  const img = box && box.querySelector('img');
+  const audio = document.querySelector('#compose-audio audio');
+  if (box && img && img.naturalWidth) {
+    let line = document.getElementById('compose-playhead-line');
+    if (!line) { line = document.createElement('div'); line.id = 'compose-playhead-line'; box.appendChild(line); }
+    const r = img.getBoundingClientRect(), b = box.getBoundingClientRect();
+    const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+    const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
+    const x0 = r.left - b.left + (r.width - w) / 2, y0 = r.top - b.top + (r.height - h) / 2;
+    const end = audio && isFinite(audio.duration) ? Math.max(audio.duration - TAIL, 0.001) : 0;
+    if (audio && end && (!audio.paused || audio.currentTime > 0)) {
+      const t = Math.min(audio.currentTime / end, 1);
+      line.style.display = 'block';
+      line.style.left = (x0 + w * (AX_LEFT + AX_WIDTH * t)) + 'px';
+      line.style.top = (y0 + h * AX_TOP) + 'px';
+      line.style.height = (h * AX_HEIGHT) + 'px';
+    } else { line.style.display = 'none'; }
+  }
+  requestAnimationFrame(frame);
+}
+requestAnimationFrame(frame);
+"""
+
+
+def playhead_js() -> str:
+    from composer.render.audio import RELEASE_TAIL_S
+    return PLAYHEAD_JS % {"left": 0.07, "width": 0.78, "tail": RELEASE_TAIL_S}
+
 def build():
     """Lay out the Compose tab (inside ``gr.Tab``).
 
@@ -380,10 +425,15 @@ def build():
             with gr.Accordion("Advanced: every dimension of one vector", open=False):
                 raw_level = gr.Radio(["Style", "Chords", "Groove", "Melody"], value="Style", label="Vector")
                 raw = [gr.Slider(-3, 3, value=0, step=0.05, label=f"dim {i + 1}") for i in range(cfg.z_dim)]
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, elem_id="compose-piece"):
             status = gr.Markdown()
-            roll = gr.Image(label="Piano roll", type="filepath", interactive=False)
-            audio_out = gr.Audio(label="Audio", type="filepath", interactive=False)
+            roll = gr.Image(label="Piano roll", type="filepath", interactive=False, elem_id="compose-roll")
+            audio_out = gr.Audio(label="Audio", type="filepath", interactive=False, autoplay=True,
+                                 elem_id="compose-audio")
+            with gr.Row():
+                autoplay = gr.Checkbox(value=True, label="Play after every change")
+                loop = gr.Checkbox(value=False, label="Loop")
+            gr.HTML("", head=f"<style>{COMPOSE_CSS}</style>", js_on_load=playhead_js(), elem_id="compose-playhead")
             grid = gr.Dataframe(value=grid_table(comp, first, selected=(0, 0)), interactive=False,
                                 label="Voice × bar grid (click a cell to select it): [ ] selected, "
                                       "L locked, R re-rolled, · generated")
@@ -412,6 +462,10 @@ def build():
     shown = [st, history, roll, audio_out, grid, status, folder, files, composed_midi]
     live = dict(trigger_mode="always_last", show_progress="hidden")
 
+    autoplay.change(lambda on: gr.update(autoplay=bool(on)), autoplay, audio_out, api_visibility="private",
+                    show_progress="hidden")
+    loop.change(lambda on: gr.update(loop=bool(on)), loop, audio_out, api_visibility="private",
+                show_progress="hidden")
     controls = [seed, n_bars, tempo, trunc] + instruments + [sel_bar] + style_s + chords_s + groove_s + melody_s \
         + [grid]
 
