@@ -258,3 +258,26 @@ def test_controls_show_the_piece_after_restore_undo_reset_and_reroll(comp):
     # a lock is shown in the grid as plain text
     locked = comp.lock(short, track=1, bar=2, locked=True)
     assert control_values(comp, locked, comp.track_names[0], "1")[-1].iloc[1, 3] == "L"
+
+
+def test_variations_differ_from_the_piece_only_in_the_selected_cell(comp):
+    st = comp.new_state(seed=5, n_bars=4)
+    before = _cells(comp, st)
+    vs = comp.variations(st, 4, track=1, bar=2)
+    assert len(vs) == 4
+    for v in vs:
+        changed = {k for k, notes in _cells(comp, v).items() if notes != before.get(k)}
+        assert changed <= {(1, 2)}
+    takes = [v.melody_override[(1, 2)] for v in vs]  # four different takes, not one
+    assert all(not np.array_equal(a, b) for i, a in enumerate(takes) for b in takes[i + 1:])
+
+
+def _cells(comp, st):
+    """Notes per (voice, bar) of a piece."""
+    pm = comp.midi(st)
+    bar_s = 4 * 60.0 / st.tempo
+    out = {}
+    for t, inst in enumerate(pm.instruments):
+        for n in inst.notes:
+            out.setdefault((t, int(n.start // bar_s + 1e-9)), []).append((n.pitch, round(n.start, 3)))
+    return out

@@ -605,6 +605,16 @@ class Composer:
             st.chords_override, st.melody_override = {}, {}
         return st
 
+    def variations(self, st: ComposeState, n: int = 4, track: int | None = None,
+                   bar: int | None = None) -> list[ComposeState]:
+        """``n`` alternatives to audition: successive re-rolls of the same cell, track, bar or
+        (neither) piece, each differing from ``st`` only there (locked cells never change)."""
+        out, cur = [], st
+        for _ in range(int(n)):
+            cur = self.reroll(cur, track=track, bar=bar)
+            out.append(cur)
+        return out
+
     def lock(self, st: ComposeState, track: int | None = None, bar: int | None = None,
              locked: bool = True) -> ComposeState:
         """Lock (or unlock) a cell, a track, a bar, or (neither) every cell."""

@@ -228,6 +228,47 @@ def _edit_handler(kind: str, scope: str):
     return handler
 
 
+N_VARIATIONS = 4
+
+
+@user_errors
+def make_variations(scope, track, bar, st):
+    """Four alternatives of the selected cell, or of the whole piece, to hear side by side
+    (API: ``compose_variations``); returns the variations' states, then a roll and audio each."""
+    comp = MODEL.get()
+    st = _ensure(comp, st)
+    t = _track_index(comp, track) if scope == "cell" else None
+    b = _bar_index(st, bar) if scope == "cell" else None
+    states = comp.variations(st, N_VARIATIONS, track=t, bar=b)
+    shown = []
+    for v in states:
+        png, wav, _, _ = render_state(comp, v)
+        shown += [str(png), str(wav)]
+    return [states] + shown
+
+
+def variations_of_cell(track, bar, st):
+    """Four re-rolls of the selected cell to hear side by side (API: ``compose_variations``)."""
+    return make_variations("cell", track, bar, st)
+
+
+def variations_of_piece(st):
+    """Four re-rolls of the whole piece, locked cells kept (API: ``compose_variations_piece``)."""
+    return make_variations("piece", None, None, st)
+
+
+def _use_variation(k: int):
+    @user_errors
+    def handler(variations, history, st):
+        """Make variation k the piece (undo goes back)."""
+        comp = MODEL.get()
+        if not variations or k >= len(variations):
+            raise gr.Error("Make variations first.")
+        return _show(comp, variations[k], _push(history, st), f"Variation {k + 1} chosen.")
+    handler.__name__ = f"use_variation_{k + 1}"
+    return handler
+
+
 def control_values(comp: Composer, st: ComposeState, track, bar) -> list:
     """Every control's value for piece ``st`` with (track, bar) selected, in the order of the
     tab's ``controls``: seed, bars, tempo, truncation, one instrument per voice, the selected
@@ -450,6 +491,19 @@ def build():
                 lk_track = gr.Button("Lock voice")
                 lk_bar = gr.Button("Lock bar")
                 unlock = gr.Button("Unlock all")
+            with gr.Accordion("Variations: four alternatives to audition", open=False):
+                with gr.Row():
+                    var_cell = gr.Button("4 variations of the selected cell")
+                    var_piece = gr.Button("4 variations of the piece")
+                var_outputs, var_use = [], []
+                with gr.Row():
+                    for k in range(N_VARIATIONS):
+                        with gr.Column(min_width=160):
+                            var_outputs.append(gr.Image(label=f"Variation {k + 1}", type="filepath",
+                                                        interactive=False, height=140))
+                            var_outputs.append(gr.Audio(label=f"Variation {k + 1}", type="filepath",
+                                                        interactive=False))
+                            var_use.append(gr.Button(f"Use {k + 1}"))
             files = gr.File(label="Downloads: MIDI, WAV, MusicXML, latents JSON", file_count="multiple",
                             interactive=False)
             with gr.Accordion("Restore from latents", open=False):
@@ -462,6 +516,10 @@ def build():
     shown = [st, history, roll, audio_out, grid, status, folder, files, composed_midi]
     live = dict(trigger_mode="always_last", show_progress="hidden")
 
+    variations = gr.State([])
+    var_cell.click(variations_of_cell, [sel_track, sel_bar, st], [variations] + var_outputs,
+                   api_name="compose_variations")
+    var_piece.click(variations_of_piece, [st], [variations] + var_outputs, api_name="compose_variations_piece")
     autoplay.change(lambda on: gr.update(autoplay=bool(on)), autoplay, audio_out, api_visibility="private",
                     show_progress="hidden")
     loop.change(lambda on: gr.update(loop=bool(on)), loop, audio_out, api_visibility="private",
@@ -483,6 +541,8 @@ def build():
                                api_name="compose_random"))
     then_finish(undo_btn.click(undo, [history, st], shown, api_name="compose_undo"))
     then_finish(reset_btn.click(reset, [history, st], shown, api_name="compose_reset"))
+    for k, btn in enumerate(var_use):
+        then_finish(btn.click(_use_variation(k), [variations, history, st], shown, api_visibility="private"))
     # Enter in the seed box composes from that seed
     then_finish(seed.submit(new_piece, [seed, n_bars, tempo, trunc, history, st] + instruments, shown,
                             api_visibility="private"))
