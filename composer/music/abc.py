@@ -36,7 +36,8 @@ TUNE_TYPES = ("reel", "jig", "hornpipe", "strathspey", "slip jig", "polka", "wal
               "highland fling", "clog", "set dance", "slide", "mazurka", "barndance", "schottische")
 #: Tunes longer than this (characters, cleaned) are dropped: long medleys, not tunes.
 MAX_TUNE_CHARS = 2500
-CACHE_VERSION = "abc_folk_v1"
+#: v2: validation tunes that are near-duplicates of a training tune are removed (same training tunes as v1).
+CACHE_VERSION = "abc_folk_v2"
 
 
 class AbcError(ComposerError):
@@ -236,6 +237,21 @@ def split_train_val(tunes: list[str], val_fraction: float = 0.1) -> tuple[list[s
     return train, val
 
 
+def drop_near_duplicates(train: list[str], val: list[str]) -> tuple[list[str], list[dict]]:
+    """``val`` without its near-duplicates of training tunes (16-character n-grams of the
+    body more than 50 % in one training tune, see
+    :func:`composer.music.abc_overlap.near_duplicates`), and what was removed."""
+    from composer.music.abc_overlap import near_duplicates
+    dups = near_duplicates(train, val)
+    gone = {vi for vi, _, _ in dups}
+
+    def title(t):
+        m = re.search(r"^T:(.*)$", t, flags=re.M)
+        return m.group(1).strip() if m else "?"
+    removed = [{"val": title(val[vi]), "train": title(train[ti]), "overlap": ov} for vi, ti, ov in dups]
+    return [t for i, t in enumerate(val) if i not in gone], removed
+
+
 def join_tunes(tunes: list[str]) -> str:
     """The training text: tunes separated by one blank line (each tune ends in a newline)."""
     return "".join(t.rstrip("\n") + "\n\n" for t in tunes)
@@ -304,10 +320,13 @@ def _build(raw_by_source: dict[str, list[str]], source: str, val_fraction: float
     cleaned = clean_tunes(raw, dedupe=False)
     unique = clean_tunes(raw, dedupe=True)
     train, val = split_train_val(unique, val_fraction)
+    val, removed = drop_near_duplicates(train, val)
     counts = {"raw": len(raw), "raw_by_collection": {k: len(v) for k, v in raw_by_source.items()},
               "clean": len(cleaned), "unique": len(unique), "train_tunes": len(train), "val_tunes": len(val),
               "train_chars": sum(map(len, train)) + len(train), "val_chars": sum(map(len, val)) + len(val),
-              "val_fraction": val_fraction}
+              "val_fraction": val_fraction, "val_near_duplicates_removed": len(removed),
+              "near_duplicate_rule": "16-character n-grams of the body more than 50 % in one training tune",
+              "near_duplicates": removed}
     return AbcDataset(train=train, val=val, counts=counts, source=source)
 
 
@@ -491,6 +510,28 @@ def declared_bar_lengths(tune: str) -> set[float] | None:
     return out
 
 
+def _header_parse_error(lines: list[str], body_start: int) -> tuple[int, int] | None:
+    """(line, column) of a header field music21 cannot read: each field of the header is
+    tried alone in a minimal tune."""
+    for i, line in enumerate(lines[:body_start]):
+        m = _FIELD_RE.match(line.strip())
+        if not m or m.group(1) in ("X", "T"):
+            continue
+        letter = m.group(1)
+        base = {"M": "4/4", "L": "1/8", "K": "C"}
+        extra = ""
+        if letter in base:
+            base[letter] = m.group(2)
+        else:
+            extra = line.strip() + "\n"
+        probe = f"X:1\nM:{base['M']}\nL:{base['L']}\n{extra}K:{base['K']}\nC|\n"
+        try:
+            _parse_music21(probe)
+        except Exception:
+            return i + 1, line.find(":") + 2
+    return None
+
+
 def _locate_parse_error(lines: list[str], body_start: int) -> int | None:
     """The first body line after which music21 fails to parse (bisection over prefixes)."""
     lo, hi = body_start, len(lines)  # prefix lines[:lo] parses, lines[:hi] fails
@@ -572,9 +613,10 @@ def check_abc(text: str, keep_score: bool = False) -> AbcCheck:
     try:
         score = _parse_music21(tune, messages)
     except Exception as e:  # music21 raises many kinds of errors on broken ABC
-        line = _locate_parse_error(lines, body_start)
         msg = str(e).split("\n")[0][:160] or type(e).__name__
-        return AbcCheck(False, False, f"music21 cannot read the tune: {msg}", line=line, column=1)
+        where = _header_parse_error(lines, body_start)
+        line, column = where if where else (_locate_parse_error(lines, body_start), 1)
+        return AbcCheck(False, False, f"music21 cannot read the tune: {msg}", line=line, column=column)
     n_notes = len(score.flatten().notes)
     if n_notes == 0:
         return AbcCheck(False, False, "the tune has no notes", line=body_start + 1, column=1,
