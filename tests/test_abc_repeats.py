@@ -200,3 +200,28 @@ def test_folk_tokens():
     got = [text[a:b] for a, b, _ in toks]
     assert got == ["|:", '"D"', "^c", "2", "d", "/", "e", "/", "(3", "f", "g", "a", "[", "c", "e", "]", "2", "z",
                    ">", "B,", "|1", "c'", "4", ":|2", "=F", "3/2", "||"]
+
+
+# --------------------------------------------------------------------------------------
+# Transposition to a common tonic (the retraining recipe)
+# --------------------------------------------------------------------------------------
+
+def test_transpose_to_c_and_back():
+    from composer.music.abc_transpose import transpose_tune
+    t = 'X:1\nT:t\nM:6/8\nL:1/8\nK:D\n"D"d2f =c2A|"A7/E"[ce]2 {g}a A,B,C|[K:G] g3 ^f3|]\n'
+    c = transpose_tune(t, "C")
+    assert c.split("\n")[4:6] == ["K:C", '"C"c2e _B2G|"G7/D"[Bd]2 {f}g G,A,B,|[K:F] f3 =e3|]']
+    assert transpose_tune(c, "D") == t
+    assert transpose_tune(t.replace("K:D", "K:Ador"), "C").split("\n")[4] == "K:Cdor"
+    assert transpose_tune(t.replace("K:D", "K:none"), "C") is None
+
+
+def test_transposition_round_trips_on_real_tunes(folk):
+    from composer.music.abc_transpose import parse_key, transpose_tune
+    for t in folk.train[:300]:
+        c = transpose_tune(t, "C")
+        if c is None:
+            continue
+        k = parse_key(t.split("\nK:")[1].split("\n")[0])
+        assert transpose_tune(c, k[0] + {1: "#", -1: "b", 0: ""}[k[1]]) == t
+        assert (abc_bars.bar_problem(t) is None) == (abc_bars.bar_problem(c) is None)

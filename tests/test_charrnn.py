@@ -121,7 +121,10 @@ def test_sampling_prefix_seed_and_stream(tiny_run):
     for seed in range(3):  # a complete header is kept as it is (no R: added)
         assert api.generate_tune(model=model, seed=seed, prefix=full).startswith(full)
     steps = list(api.stream_tune(model=model, seed=3, prefix=prefix))
-    assert steps[-1] == a and all(a.startswith(s) for s in steps)
+    assert steps[-1] == a  # with the guard, a line being redrawn may show briefly
+    plain = api.generate_tune(model=model, seed=3, prefix=prefix, guard=False)
+    steps = list(api.stream_tune(model=model, seed=3, prefix=prefix, guard=False))
+    assert steps[-1] == plain and all(plain.startswith(s) for s in steps)  # plain sampling only grows
     # the model learnt the two tunes: at a low temperature it writes a valid one
     t = api.generate_tune(model=model, seed=0, temperature=0.3, top_k=3, top_p=0.9)
     assert api.validate(t)["valid"], t
@@ -129,6 +132,39 @@ def test_sampling_prefix_seed_and_stream(tiny_run):
         api.generate_tune(model=model, meter="7/x")
     with pytest.raises(AbcError):
         api.generate_tune(model=model, temperature=0)
+
+
+def test_plain_sampling_writes_unasked_headers(tiny_run):
+    """Plain sampling: the model writes X: and every header not asked for; asked ones are
+    forced in their canonical place; a field the user's header leaves out never appears."""
+    run, _ = tiny_run
+    model = api.FolkModel(run / "charrnn")
+    order = "XTRMLK"
+    for seed in range(4):
+        text = api.generate_tune(model=model, seed=seed, max_chars=300, key="Ador", title="Asked", guard=False)
+        head = text.split("\nK:Ador\n")[0]
+        fields = re.findall(r"^([A-Z]):", head, flags=re.M)
+        assert "T:Asked" in head.split("\n") and fields[0] == "X"
+        asked = [f for f in fields if f in "TK"]
+        assert asked == sorted(asked, key=order.index)
+    full = "X:1\nT:Mine\nM:C|\nL:1/8\nK:G\nGABc dedB|"
+    for seed in range(3):
+        text = api.generate_tune(model=model, seed=seed, prefix=full, guard=False)
+        assert "\nR:" not in text.split("\nK:G\n")[0] and "\nK:G\nGABc dedB|" in text
+
+
+def test_a_model_trained_in_c_writes_the_key_asked_for(tiny_run):
+    """A model trained on tunes moved to C (train charrnn --transpose-to C) writes in C;
+    the tune comes back in the key asked for."""
+    run, _ = tiny_run
+    model = api.FolkModel(run / "charrnn")
+    model.card = dict(model.card, data=dict(model.card.get("data") or {}, transpose_to="C"))
+    text = api.generate_tune(model=model, seed=1, key="A dorian", meter="6/8", max_chars=300)
+    assert "\nK:Ador\n" in text
+    model.card["data"]["transpose_to"] = None
+    plain = api.generate_tune(model=model, seed=1, key="C dorian", meter="6/8", max_chars=300)
+    from composer.music.abc_transpose import transpose_tune
+    assert text == transpose_tune(plain, "A")
 
 
 def test_validate_reports_position():

@@ -440,14 +440,31 @@ def stream_tune(meter=None, key=None, unit=None, tune_type=None, title=None, pre
     settings = _settings(temperature, top_k, top_p, max_chars)
     settings.guard = bool(guard)
     model = model or load()
+    show = lambda t: t  # noqa: E731
+    common = (model.card.get("data") or {}).get("transpose_to")
+    if common and headers.get("K"):
+        # a model trained on tunes moved to one tonic writes in that tonic; the key asked
+        # for is reached by moving the tune back (an opening to continue is moved there first)
+        from composer.music.abc_transpose import parse_key, transpose_tune
+        asked = parse_key(headers["K"])
+        if asked is not None:
+            tonic = asked[0] + {1: "#", -1: "b", 0: ""}[asked[1]]
+            headers["K"] = common + asked[2]
+            if body:
+                moved = transpose_tune(f"K:{tonic}{asked[2]}\n{body}", common)
+                body = moved.split("\n", 1)[1] if moved else body
+
+            def show(t, tonic=tonic):
+                moved = transpose_tune(t, tonic)
+                return moved if moved is not None else t
     text = ""
     last = 0.0
     for text in model.stream(headers, body, seed, settings):
         now = time.monotonic()
         if now - last > 0.03:  # ~30 updates per second at most
             last = now
-            yield text
-    yield text
+            yield show(text)
+    yield show(text)
 
 
 def _settings(temperature, top_k, top_p, max_chars) -> SampleSettings:

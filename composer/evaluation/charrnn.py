@@ -227,6 +227,9 @@ def evaluate(checkpoint=None, n: int = 100, real: int = 0, temperature: float = 
     card = model.card
     source = data or card.get("data", {}).get("source", "folk")
     ds = load_dataset(source, include_essen=card.get("data", {}).get("include_essen", False))
+    if card.get("data", {}).get("transpose_to"):  # the model's own space: tunes moved to one tonic
+        from composer.training.charrnn import transpose_data
+        ds.train, ds.val, _ = transpose_data(ds.train, ds.val, {}, card["data"]["transpose_to"])
     out = {"checkpoint": str(model.path), "temperature": temperature, "top_k": top_k, "top_p": top_p,
            "seed": seed,
            "data": {"train_tunes": len(ds.train), "val_tunes": len(ds.val),

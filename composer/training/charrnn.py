@@ -62,6 +62,25 @@ def load_data(data: str, include_essen: bool = False, val_fraction: float = 0.1)
     return ds.train, ds.val, ds.counts
 
 
+def transpose_data(train, val, counts, tonic: str):
+    """Train and validation tunes moved to a common ``tonic`` (mode kept, see
+    :func:`composer.music.abc_transpose.transpose_tune`); tunes that cannot be moved
+    (K:none, bagpipe keys) stay as they are and are counted."""
+    from composer.music.abc_transpose import transpose_tune  # lazy: pure-Python text handling
+    kept = 0
+
+    def move(tunes):
+        nonlocal kept
+        out = []
+        for t in tunes:
+            m = transpose_tune(t, tonic)
+            kept += m is None
+            out.append(m if m is not None else t)
+        return out
+    train, val = move(train), move(val)
+    return train, val, dict(counts, transpose_to=tonic, not_transposed=kept)
+
+
 class StreamBatcher:
     """Truncated-BPTT batches: each epoch shuffles the tunes, joins them and cuts the text
     into ``batch`` contiguous streams read ``seq`` characters at a time, so the hidden
@@ -143,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-essen", action="store_true",
                    help="add the Essen folk songs (non-commercial licence; never in the shipped model)")
     p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--transpose-to", metavar="TONIC",
+                   help="move every tune to this tonic, mode kept (e.g. C, as folk-rnn); the sampler moves "
+                   "tunes back to the key asked for")
     p.add_argument("--out", required=True, help="output folder (resumed when it holds last.safetensors)")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--embed", type=int)
@@ -187,6 +209,8 @@ def train(args, on_event=None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_tunes, val_tunes, counts = load_data(args.data, args.include_essen, args.val_fraction)
+    if getattr(args, "transpose_to", None):
+        train_tunes, val_tunes, counts = transpose_data(train_tunes, val_tunes, counts, args.transpose_to)
     (out / "data").mkdir(exist_ok=True)
     (out / "data" / "train.abc").write_text(join(train_tunes))
     (out / "data" / "val.abc").write_text(join(val_tunes))
@@ -249,6 +273,7 @@ def train(args, on_event=None) -> dict:
 
     def card(val_nats):
         return {"model": "charrnn", "data": {"source": args.data, "include_essen": args.include_essen,
+                                              "transpose_to": getattr(args, "transpose_to", None),
                                               "counts": counts, "train_tunes": len(train_tunes),
                                               "val_tunes": len(val_tunes)},
                 "training": {"step": step, "chars_seen": chars_seen, "wall_s": round(wall_before + time.time() - t0, 1),

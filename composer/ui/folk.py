@@ -49,8 +49,9 @@ def render_abc(abc: str, instrument: str, tempo: float):
         files.append(str(folder / "tune.musicxml"))
     score = viz.svg_pages_html(tune.score_svg) if tune.score_svg else \
         f"<p>Score not available: {html.escape(tune.score_error or 'no score')}</p>"
-    strict = "bar lengths agree with the meter" if check["strict"] else \
-        f"readable, but not every bar fits the meter ({check['error']})"
+    where = f" at line {check['line']}, column {check['column']}" if check.get("line") else ""
+    strict = "strict: every bar fits the meter" if check["strict"] else \
+        f"readable, but not strict: {check['error']}{where}"
     status = f"{check['n_bars']} bars, {check['n_notes']} notes: {strict}."
     return score, str(piece.wav), files, status
 
