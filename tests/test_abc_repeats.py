@@ -225,3 +225,19 @@ def test_transposition_round_trips_on_real_tunes(folk):
         k = parse_key(t.split("\nK:")[1].split("\n")[0])
         assert transpose_tune(c, k[0] + {1: "#", -1: "b", 0: ""}[k[1]]) == t
         assert (abc_bars.bar_problem(t) is None) == (abc_bars.bar_problem(c) is None)
+
+
+def test_midi_when_the_text_cannot_be_expanded_plays_once():
+    # ';' is no ABC: the expansion refuses it; music21 reads past it; the tune is played as written, once
+    text = H + "|:AAA AAA|BBB B;BB:|\n"
+    assert abc.check_abc(text).valid and not abc.check_abc(text).strict
+    pitches, _ = _midi_pitches(text)
+    assert pitches == [69] * 6 + [71] * 6
+
+
+def test_the_tune_music21_could_not_expand_now_plays(folk):
+    t = next((x for x in folk.train if "T:LIGHT AND AIRY -- JIG" in x), None)
+    if t is None:
+        pytest.skip("tune not in the corpus")
+    pm = abc.abc_to_pretty_midi(t)  # music21's expandRepeats raised ExpanderException here
+    assert pm.get_end_time() > 0

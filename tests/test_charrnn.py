@@ -190,6 +190,24 @@ def test_cli_sample_json(tiny_run, capsys):
     assert rc == 0 and len(out) == 2 and {"abc", "valid", "strict"} <= set(out[0])
     assert all("\nM:6/8\n" in t["abc"] and "\nK:D\n" in t["abc"] for t in out)
     assert abc_cli.main(["sample", "--checkpoint", str(run / "nothing")]) == 1
+    rc = abc_cli.main(["sample", "--n", "3", "--no-guard", "--json", "--checkpoint", str(run / "charrnn"),
+                       "--max-chars", "200"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and len(out) == 3 and all(isinstance(t["abc"], str) and "strict" in t for t in out)
+
+
+def test_loss_breakdown_counts_bodies_and_tokens():
+    from composer.evaluation.charrnn import body_spans, loss_breakdown
+    from composer.training.charrnn import join
+    tunes = ["X:1\nT:a\nM:2/4\nL:1/8\nK:D\nAB cd|\n", "X:1\nT:b\nM:2/4\nL:1/8\nK:G\n^f2 g2|]\n"]
+    text = join(tunes)
+    spans, n = body_spans(tunes)
+    assert n == len(text) and [text[a:b] for a, b in spans] == ["AB cd|\n", "^f2 g2|]\n"]
+    nats = [1.0] * (len(text) - 1)
+    lb = loss_breakdown(nats, text, tunes)
+    # tokens: A B c d | and ^f 2 g 2 |]: 10; body characters 7 + 9
+    assert lb["music_tokens"] == 10 and lb["music_chars"] == 16 and lb["per_token"] == 1.6
+    assert lb["per_token_no_space"] == pytest.approx(12 / 10)
 
 
 @pytest.mark.skipif(not (ROOT / "checkpoints" / "charrnn.json").exists(), reason="no shipped checkpoint")
