@@ -474,6 +474,7 @@ def played_bars(bars: list[Bar]) -> list[int]:
     landing = False           # True right after a jump back (the |: there must not reset)
     in_ending: frozenset | None = None
     final_ending = False
+    later_endings = _later_endings_table(bars)
     while i < n and len(out) < MAX_PLAYED_BARS:
         b = bars[i]
         if b.start_repeat and not landing and i != start or (b.start_repeat and not landing and not explicit):
@@ -493,13 +494,12 @@ def played_bars(bars: list[Bar]) -> list[int]:
                 i = j + 1
                 continue
             in_ending = b.endings
-            later = _later_endings(bars, i)
-            final_ending = passno >= max(b.endings | later)
+            final_ending = passno >= max(b.endings | later_endings[i])
         if b.music:
             out.append(i)
         if b.end_repeat:
             if in_ending is not None:
-                jump = passno < max(in_ending | _later_endings(bars, i))
+                jump = passno < max(in_ending | later_endings[i])
             else:
                 jump = i not in taken
             if jump:
@@ -516,20 +516,22 @@ def played_bars(bars: list[Bar]) -> list[int]:
     return out
 
 
-def _later_endings(bars: list[Bar], i: int) -> frozenset:
-    """Numbers of the endings that follow the ending holding bar ``i`` in the same section."""
-    nums: set[int] = set()
-    j = i
+def _later_endings_table(bars: list[Bar]) -> list[frozenset]:
+    """For each bar i: the numbers of the endings that follow the ending holding bar i in
+    the same section (one backward pass: linear even for a hostile chain of endings)."""
     n = len(bars)
-    while j < n and not (bars[j].end_repeat or bars[j].section_end):
-        j += 1
-    j += 1
-    while j < n and bars[j].endings is not None:
-        nums |= bars[j].endings
-        while j < n and not (bars[j].end_repeat or bars[j].section_end or bars[j].line_end):
-            j += 1
-        j += 1
-    return frozenset(nums)
+    stop = [n] * (n + 1)       # first j >= i closing a section or a repeat
+    stop_line = [n] * (n + 1)  # ... or ending a text line
+    for j in range(n - 1, -1, -1):
+        b = bars[j]
+        closes = b.end_repeat or b.section_end
+        stop[j] = j if closes else stop[j + 1]
+        stop_line[j] = j if closes or b.line_end else stop_line[j + 1]
+    chain = [frozenset()] * (n + 2)  # endings met from bar j on, one ending after another
+    for j in range(n - 1, -1, -1):
+        if bars[j].endings is not None:
+            chain[j] = bars[j].endings | chain[min(n, stop_line[j] + 1)]
+    return [chain[min(n, stop[i] + 1)] for i in range(n)]
 
 
 def expand_repeats(text: str) -> str:
