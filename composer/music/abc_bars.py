@@ -156,7 +156,7 @@ def read_bars(headers: dict, body_lines: list[tuple[int, str]]) -> list[Bar]:
     pending_broken = None
     compound = bar is not None and bar.denominator == 8 and bar.numerator % 3 == 0
 
-    def close(right: str | None, pos):
+    def close(right: str | None):
         nonlocal cur, pieces, durations, last_note
         cur.text = "".join(pieces).strip()
         cur.duration = sum(durations, Fraction(0))
@@ -324,7 +324,7 @@ def read_bars(headers: dict, body_lines: list[tuple[int, str]]) -> list[Bar]:
                 if pending_broken is not None:
                     raise AbcSyntaxError("broken rhythm across a bar line", lno, col)
                 if cur.music:
-                    close(tok, (lno, col))
+                    close(tok)
                 else:  # bar lines meet (':| |:', or a line that starts with one): one bar line
                     if bars:
                         bars[-1].right = _join_bars(bars[-1].right, tok)
@@ -345,7 +345,7 @@ def read_bars(headers: dict, body_lines: list[tuple[int, str]]) -> list[Bar]:
         if not cur.music and bars:
             bars[-1].line_end = True
     if cur.music:
-        close(None, None)
+        close(None)
     if bars:
         bars[-1].line_end = True
     return bars

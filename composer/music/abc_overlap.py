@@ -65,7 +65,6 @@ def near_duplicates(train: list[str], val: list[str], n: int = NGRAM, threshold:
     return out
 
 
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 class TrainingIndex:
