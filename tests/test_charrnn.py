@@ -121,7 +121,10 @@ def test_sampling_prefix_seed_and_stream(tiny_run):
     for seed in range(3):  # a complete header is kept as it is (no R: added)
         assert api.generate_tune(model=model, seed=seed, prefix=full).startswith(full)
     steps = list(api.stream_tune(model=model, seed=3, prefix=prefix))
-    assert steps[-1] == a and all(a.startswith(s) for s in steps)
+    assert steps[-1] == a  # with the guard, a line being redrawn may show briefly
+    plain = api.generate_tune(model=model, seed=3, prefix=prefix, guard=False)
+    steps = list(api.stream_tune(model=model, seed=3, prefix=prefix, guard=False))
+    assert steps[-1] == plain and all(plain.startswith(s) for s in steps)  # plain sampling only grows
     # the model learnt the two tunes: at a low temperature it writes a valid one
     t = api.generate_tune(model=model, seed=0, temperature=0.3, top_k=3, top_p=0.9)
     assert api.validate(t)["valid"], t
@@ -129,6 +132,39 @@ def test_sampling_prefix_seed_and_stream(tiny_run):
         api.generate_tune(model=model, meter="7/x")
     with pytest.raises(AbcError):
         api.generate_tune(model=model, temperature=0)
+
+
+def test_plain_sampling_writes_unasked_headers(tiny_run):
+    """Plain sampling: the model writes X: and every header not asked for; asked ones are
+    forced in their canonical place; a field the user's header leaves out never appears."""
+    run, _ = tiny_run
+    model = api.FolkModel(run / "charrnn")
+    order = "XTRMLK"
+    for seed in range(4):
+        text = api.generate_tune(model=model, seed=seed, max_chars=300, key="Ador", title="Asked", guard=False)
+        head = text.split("\nK:Ador\n")[0]
+        fields = re.findall(r"^([A-Z]):", head, flags=re.M)
+        assert "T:Asked" in head.split("\n") and fields[0] == "X"
+        asked = [f for f in fields if f in "TK"]
+        assert asked == sorted(asked, key=order.index)
+    full = "X:1\nT:Mine\nM:C|\nL:1/8\nK:G\nGABc dedB|"
+    for seed in range(3):
+        text = api.generate_tune(model=model, seed=seed, prefix=full, guard=False)
+        assert "\nR:" not in text.split("\nK:G\n")[0] and "\nK:G\nGABc dedB|" in text
+
+
+def test_a_model_trained_in_c_writes_the_key_asked_for(tiny_run):
+    """A model trained on tunes moved to C (train charrnn --transpose-to C) writes in C;
+    the tune comes back in the key asked for."""
+    run, _ = tiny_run
+    model = api.FolkModel(run / "charrnn")
+    model.card = dict(model.card, data=dict(model.card.get("data") or {}, transpose_to="C"))
+    text = api.generate_tune(model=model, seed=1, key="A dorian", meter="6/8", max_chars=300)
+    assert "\nK:Ador\n" in text
+    model.card["data"]["transpose_to"] = None
+    plain = api.generate_tune(model=model, seed=1, key="C dorian", meter="6/8", max_chars=300)
+    from composer.music.abc_transpose import transpose_tune
+    assert text == transpose_tune(plain, "A")
 
 
 def test_validate_reports_position():
@@ -154,6 +190,24 @@ def test_cli_sample_json(tiny_run, capsys):
     assert rc == 0 and len(out) == 2 and {"abc", "valid", "strict"} <= set(out[0])
     assert all("\nM:6/8\n" in t["abc"] and "\nK:D\n" in t["abc"] for t in out)
     assert abc_cli.main(["sample", "--checkpoint", str(run / "nothing")]) == 1
+    rc = abc_cli.main(["sample", "--n", "3", "--no-guard", "--json", "--checkpoint", str(run / "charrnn"),
+                       "--max-chars", "200"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and len(out) == 3 and all(isinstance(t["abc"], str) and "strict" in t for t in out)
+
+
+def test_loss_breakdown_counts_bodies_and_tokens():
+    from composer.evaluation.charrnn import body_spans, loss_breakdown
+    from composer.training.charrnn import join
+    tunes = ["X:1\nT:a\nM:2/4\nL:1/8\nK:D\nAB cd|\n", "X:1\nT:b\nM:2/4\nL:1/8\nK:G\n^f2 g2|]\n"]
+    text = join(tunes)
+    spans, n = body_spans(tunes)
+    assert n == len(text) and [text[a:b] for a, b in spans] == ["AB cd|\n", "^f2 g2|]\n"]
+    nats = [1.0] * (len(text) - 1)
+    lb = loss_breakdown(nats, text, tunes)
+    # tokens: A B c d | and ^f 2 g 2 |]: 10; body characters 7 + 9
+    assert lb["music_tokens"] == 10 and lb["music_chars"] == 16 and lb["per_token"] == 1.6
+    assert lb["per_token_no_space"] == pytest.approx(12 / 10)
 
 
 @pytest.mark.skipif(not (ROOT / "checkpoints" / "charrnn.json").exists(), reason="no shipped checkpoint")

@@ -10,8 +10,11 @@ Typical use::
     xml = folk.abc_to_musicxml(text)
 
 Headers asked for (meter M, key K, unit length L, tune type R, title T) are always in the
-result: they are forced into the text the model continues; the ones not asked for are
-written by the model in the canonical order X, T, R, M, L, K of the training data.
+result: they are forced into the text the model continues, in the canonical order X, T,
+R, M, L, K of the training data. The ones not asked for are written by the model, field
+letters included: it is primed with the blank line that ends every training tune and
+writes ``X:1`` itself (p = 0.99 for the shipped model). With the guard (an option, the
+old default sampler) ``X:1`` is forced and header lines are held to the canonical fields.
 """
 from __future__ import annotations
 
@@ -158,7 +161,11 @@ class FolkModel:
                 logits = out_logits
             text += piece
 
-        def sample_line(limit, allow_empty=True, stop_on_blank=False, abort=None):
+        def force_primer(piece):
+            nonlocal logits, state
+            logits, state = self._feed(piece, state)
+
+        def sample_line(limit, allow_empty=True, stop_on_blank=False, abort=None, first=None):
             """Sample characters up to and including a newline; yields the text so far.
             Returns the line (without the newline), None at a blank line, or False when
             ``abort(line so far)`` said so at a bar line (the line is then unfinished)."""
@@ -167,7 +174,10 @@ class FolkModel:
             marks = []  # (logits, state, text, line) after each accepted bar line
             fails = 0
             for _ in range(limit):
-                i = self._pick(logits, settings, gen, None if (line or allow_empty) else not_nl)
+                if first is not None:
+                    i, first = v.index[first], None
+                else:
+                    i = self._pick(logits, settings, gen, None if (line or allow_empty) else not_nl)
                 c = v.chars[i]
                 if c == "\n" and not line and stop_on_blank:
                     return None
@@ -212,38 +222,63 @@ class FolkModel:
                     logits, state, text = saved
             return line
 
-        force("X:1\n")
-        yield text
-        fields = [f for f in HEADER_ORDER if f != "X"]
-        pending = None  # a field letter the model chose at a line start
-        for f in fields:
-            if f in headers and headers[f] is None:
-                continue  # a field the user's header leaves out
-            if f in headers:
-                if pending is not None and pending != f:
-                    continue
-                force((f if pending is None else "") + f":{headers[f]}\n")
-                pending = None
-                yield text
-                continue
-            if pending is not None and pending != f:
-                continue
-            if f == "R" and pending is None:
-                nxt = fields[fields.index("R") + 1]
-                choices = [v.index[c] for c in ("R", nxt) if c in v.index]
-                c = v.chars[self._pick(logits, settings, gen, choices)]
-                force(c)
-                if c != "R":
-                    pending = c
-                    continue
-                force(":")
-            elif pending == f:
-                force(":")
-                pending = None
-            else:
-                force(f + ":")
+        # The header. Training text joins tunes with a blank line, so the model is primed
+        # with one (not part of the tune) and writes the tune from its X: line on. Only
+        # the fields asked for are forced, each in its canonical place (X T R M L K): when
+        # the model starts a header line with a later field, or with music, the next asked
+        # field is written instead. Everything else is the model's, letters included.
+        # With the guard, X:1 is forced (as the old sampler did), and header lines are
+        # restricted to the canonical fields in order, M: and L: before K:, each value
+        # redrawn until readable.
+        force_primer("\n\n")
+        asked = {f: val for f, val in headers.items() if val is not None}
+        left_out = {f for f, val in headers.items() if val is None}
+        order = {f: k for k, f in enumerate(HEADER_ORDER)}
+        written: list[str] = []
+        first_body_char = None
+        if settings.guard:
+            force("X:1\n")
+            written.append("X")
             yield text
-            yield from guarded_line(lambda value, f=f: header_value_ok(f, value), 80, allow_empty=False)
+        for _ in range(12):  # header lines
+            remaining = [f for f in HEADER_ORDER if f in asked and f not in written]
+            allowed = None
+            if settings.guard:
+                last = max((order[f] for f in written if f in order), default=-1)
+                allowed_fields = []
+                for f in HEADER_ORDER[last + 1:]:
+                    if f in left_out:
+                        continue
+                    allowed_fields.append(f)
+                    if f in ("M", "L", "K"):
+                        break
+                allowed = [v.index[f] for f in allowed_fields if f in v.index]
+            elif left_out:
+                allowed = [i for i in range(len(v)) if v.chars[i] not in left_out]
+            c = v.chars[self._pick(logits, settings, gen, allowed or None)]
+            due = [f for f in remaining if c not in order or order[f] <= order[c]]
+            if due:
+                f = due[0]
+                force(f"{f}:{asked[f]}\n")
+                written.append(f)
+                yield text
+                if f == "K":
+                    break
+                continue
+            if c not in order and not (c.isalpha() and c.isupper() and c not in "ABCDEFG"):
+                first_body_char = c  # the model starts the music (without a K: line)
+                break
+            force(c)
+            yield text
+            if settings.guard:
+                force(":")
+                yield text
+                yield from guarded_line(lambda value, f=c: header_value_ok(f, value), 80, allow_empty=False)
+            else:
+                yield from sample_line(200)
+            written.append(c)
+            if c == "K":
+                break
         # the body
         meter = re.search(r"^M:(.*)$", text, flags=re.M)
         unit = re.search(r"^L:(.*)$", text, flags=re.M)
@@ -259,6 +294,10 @@ class FolkModel:
                 line = yield from guarded_line(lambda l: tracker.check(head + l)[0], settings.max_chars)
                 tracker.commit(head + (line or ""))
         n_lines = 0
+        if first_body_char is not None:  # plain sampling only: the model began the music itself
+            line = yield from sample_line(settings.max_chars - len(text) + 1, first=first_body_char)
+            tracker.commit(line or "")
+            n_lines += 1
         while len(text) < settings.max_chars:
             line = yield from guarded_line(lambda l: tracker.check(l)[0], settings.max_chars - len(text) + 1,
                                            early=True, allow_empty=n_lines > 0, stop_on_blank=n_lines > 0)
@@ -401,14 +440,31 @@ def stream_tune(meter=None, key=None, unit=None, tune_type=None, title=None, pre
     settings = _settings(temperature, top_k, top_p, max_chars)
     settings.guard = bool(guard)
     model = model or load()
+    show = lambda t: t  # noqa: E731
+    common = (model.card.get("data") or {}).get("transpose_to")
+    if common and headers.get("K"):
+        # a model trained on tunes moved to one tonic writes in that tonic; the key asked
+        # for is reached by moving the tune back (an opening to continue is moved there first)
+        from composer.music.abc_transpose import parse_key, transpose_tune
+        asked = parse_key(headers["K"])
+        if asked is not None:
+            tonic = asked[0] + {1: "#", -1: "b", 0: ""}[asked[1]]
+            headers["K"] = common + asked[2]
+            if body:
+                moved = transpose_tune(f"K:{tonic}{asked[2]}\n{body}", common)
+                body = moved.split("\n", 1)[1] if moved else body
+
+            def show(t, tonic=tonic):
+                moved = transpose_tune(t, tonic)
+                return moved if moved is not None else t
     text = ""
     last = 0.0
     for text in model.stream(headers, body, seed, settings):
         now = time.monotonic()
         if now - last > 0.03:  # ~30 updates per second at most
             last = now
-            yield text
-    yield text
+            yield show(text)
+    yield show(text)
 
 
 def _settings(temperature, top_k, top_p, max_chars) -> SampleSettings:
