@@ -375,15 +375,38 @@ COMPOSE_CSS = """
                          display: none; z-index: 5; }
 """
 
-#: A playhead on the piano roll that follows the audio (the roll's axes span 7 %-85 % of the
-#: figure's width and 12 %-92 % of its height, see composer.render.viz.pianoroll_figure; the
-#: audio has a release tail of composer.render.audio.RELEASE_TAIL_S after the music).
+#: A playhead on the piano roll that follows the audio. The roll's axes span 7 %-85 % of the
+#: figure's width and 12 %-92 % of its height (composer.render.viz.pianoroll_figure). Gradio's
+#: player (WaveSurfer) shows its progress as a cursor in a shadow root; the audio lasts the
+#: music plus a release tail (composer.render.audio.RELEASE_TAIL_S), and its length comes from
+#: the WAV's size (44-byte header, 16-bit stereo at the render's sample rate).
 PLAYHEAD_JS = """
-const AX_LEFT = %(left)s, AX_WIDTH = %(width)s, AX_TOP = 0.08, AX_HEIGHT = 0.80, TAIL = %(tail)s;
+const AX_LEFT = %(left)s, AX_WIDTH = %(width)s, AX_TOP = 0.08, AX_HEIGHT = 0.80, TAIL = %(tail)s, RATE = %(rate)s;
+const seconds = {};
+function wavSeconds(href) {
+  if (!(href in seconds)) {
+    seconds[href] = null;
+    fetch(href, {method: 'HEAD'}).then(r => {
+      const n = parseInt(r.headers.get('content-length') || '0');
+      seconds[href] = n > 44 ? (n - 44) / (4 * RATE) : null;
+    }).catch(() => {});
+  }
+  return seconds[href];
+}
+function progress(root) {
+  for (const e of root.querySelectorAll('*')) {
+    if (e.shadowRoot) {
+      const c = e.shadowRoot.querySelector('[part~="cursor"]');
+      if (c && c.style.left) return parseFloat(c.style.left) / 100;
+    }
+  }
+  return null;
+}
 function frame() {
   const box = document.getElementById('compose-roll');
   const img = box && box.querySelector('img');
-  const audio = document.querySelector('#compose-audio audio');
+  const player = document.getElementById('compose-audio');
+  const link = player && player.querySelector('a[download]');
   if (box && img && img.naturalWidth) {
     let line = document.getElementById('compose-playhead-line');
     if (!line) { line = document.createElement('div'); line.id = 'compose-playhead-line'; box.appendChild(line); }
@@ -391,9 +414,10 @@ function frame() {
     const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
     const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
     const x0 = r.left - b.left + (r.width - w) / 2, y0 = r.top - b.top + (r.height - h) / 2;
-    const end = audio && isFinite(audio.duration) ? Math.max(audio.duration - TAIL, 0.001) : 0;
-    if (audio && end && (!audio.paused || audio.currentTime > 0)) {
-      const t = Math.min(audio.currentTime / end, 1);
+    const p = player ? progress(player) : null;
+    const total = link ? wavSeconds(link.href) : null;
+    if (p !== null && p > 0 && total) {
+      const t = Math.min(p * total / Math.max(total - TAIL, 0.001), 1);
       line.style.display = 'block';
       line.style.left = (x0 + w * (AX_LEFT + AX_WIDTH * t)) + 'px';
       line.style.top = (y0 + h * AX_TOP) + 'px';
@@ -407,8 +431,8 @@ requestAnimationFrame(frame);
 
 
 def playhead_js() -> str:
-    from composer.render.audio import RELEASE_TAIL_S
-    return PLAYHEAD_JS % {"left": 0.07, "width": 0.78, "tail": RELEASE_TAIL_S}
+    from composer.render.audio import RELEASE_TAIL_S, SAMPLE_RATE
+    return PLAYHEAD_JS % {"left": 0.07, "width": 0.78, "tail": RELEASE_TAIL_S, "rate": SAMPLE_RATE}
 
 def build():
     """Lay out the Compose tab (inside ``gr.Tab``).
