@@ -95,7 +95,8 @@ def bench_viz(repeats: int = 7) -> dict:
 #: optional groups contributed by feature modules: name -> (module, function)
 OPTIONAL = {"musegan": ("composer.bench.musegan", "bench"), "compose": ("composer.api.compose", "bench"),
             "charrnn": ("composer.bench.charrnn", "bench"), "notes": ("composer.api.notes", "bench"),
-            "transfer": ("composer.api.cyclegan", "bench")}
+            "transfer": ("composer.api.cyclegan", "bench"),
+            "compose_browser": ("composer.bench.compose_browser", "bench")}
 
 
 def run(preset: str = "seed", only: list[str] | None = None) -> dict:

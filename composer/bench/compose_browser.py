@@ -1,0 +1,99 @@
+"""``compose_browser_p95_ms``: in headless Chromium, from a Compose slider move to the new
+audio being playable, as a musician at the keyboard feels it.
+
+The app runs as its own process (``python app.py``: the bench does not import the UI); the
+browser moves the first Style slider with the arrow keys (keyboard moves regenerate) and
+waits until the audio player holds a new file. Needs the test dependencies (Playwright) and
+Debian's ``chromium``; without them the figures are None with a note.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from composer.paths import PACKAGE_PARENT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, deadline_s: float = 180.0) -> bool:
+    import httpx
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            if httpx.get(url, timeout=5).status_code < 500:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def bench(n: int = 20, bars: int = 4) -> dict:
+    """Median and p95 over ``n`` slider moves on a ``bars``-bar piece."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    app = PACKAGE_PARENT / "app.py"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if chromium is None or sync_playwright is None or not app.exists():
+        return {"compose_browser_p95_ms": None,
+                "compose_browser_note": "needs chromium, playwright (requirements-dev.txt) and app.py"}
+    port = _free_port()
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
+    proc = subprocess.Popen([sys.executable, str(app)], cwd=str(PACKAGE_PARENT), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        if not _wait_for(url):
+            return {"compose_browser_p95_ms": None, "compose_browser_note": "the app did not start"}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(url)
+            page.wait_for_selector("#compose-audio a[download]", state="attached", timeout=120_000)
+
+            def audio_href():
+                return page.locator("#compose-audio a[download]").first.get_attribute("href")
+            if bars != 4:
+                box = page.get_by_label("Bars", exact=True).first
+                box.fill(str(bars))
+                box.press("Enter")
+                page.wait_for_function(f"document.querySelector('#compose-audio a[download]')"
+                                       f".href.includes('-{bars}bars')", timeout=60_000)
+            slider = page.get_by_label("range slider for", exact=False).nth(3)  # the first Style slider
+            times = []
+            for i in range(n + 2):
+                before = audio_href()
+                slider.focus()
+                t0 = time.perf_counter()
+                slider.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+                deadline = time.monotonic() + 30
+                while audio_href() == before and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                if i >= 2:  # two warm-ups
+                    times.append((time.perf_counter() - t0) * 1000)
+                time.sleep(0.3)
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    key = "compose_browser" if bars == 4 else f"compose_browser_{bars}bars"
+    return {f"{key}_p95_ms": round(float(np.percentile(times, 95)), 1),
+            f"{key}_median_ms": round(float(np.median(times)), 1),
+            "compose_browser_load_average": round(os.getloadavg()[0], 2)}
