@@ -817,22 +817,10 @@ class BarTracker:
         self.first = True             # no complete bar yet: the first may be a pickup
 
     # -- parsing ------------------------------------------------------------------------
-    def _length(self, s: str, i: int) -> tuple[Fraction, int]:
-        j = i
-        while j < len(s) and s[j].isdigit():
-            j += 1
-        num = int(s[i:j]) if j > i else 1
-        den = 1
-        while j < len(s) and s[j] == "/":
-            j += 1
-            k = j
-            while k < len(s) and s[k].isdigit():
-                k += 1
-            den *= int(s[j:k]) if k > j else 2
-            j = k
-        if num == 0 or den == 0:
-            raise ValueError("zero length")
-        return Fraction(num, den), j
+    @staticmethod
+    def _length(s: str, i: int) -> tuple[Fraction, int]:
+        from composer.music.abc_bars import _length
+        return _length(s, i)
 
     def _segments(self, line: str, bar: Fraction | None, unit: Fraction):
         """Split a music line into (duration, opening bar line, closing bar line) segments.
