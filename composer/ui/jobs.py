@@ -327,7 +327,10 @@ class TrainingJob:
     def running(self) -> bool:
         if self.proc is not None:
             return self.proc.poll() is None
-        return self.pid is not None and _pid_alive(self.pid) and str(self.out) in _cmdline(self.pid)
+        if self.pid is None or not _pid_alive(self.pid):
+            return False
+        cmd = _cmdline(self.pid)  # empty while the process exits: still running until it is gone
+        return not cmd or str(self.out) in cmd
 
     def stop(self, timeout: float = 15.0) -> None:
         """Ask the trainer to stop (SIGINT, as Ctrl-C), then end it if it does not."""
