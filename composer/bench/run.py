@@ -96,6 +96,8 @@ def bench_viz(repeats: int = 7) -> dict:
 OPTIONAL = {"musegan": ("composer.bench.musegan", "bench"), "compose": ("composer.api.compose", "bench"),
             "charrnn": ("composer.bench.charrnn", "bench"), "notes": ("composer.api.notes", "bench"),
             "transfer": ("composer.api.cyclegan", "bench")}
+#: groups that run only when asked by name (``--only load``): they take minutes
+ON_REQUEST = {"load": ("composer.bench.load", "bench")}
 
 
 def run(preset: str = "seed", only: list[str] | None = None) -> dict:
@@ -113,6 +115,9 @@ def run(preset: str = "seed", only: list[str] | None = None) -> dict:
         if func is None:
             continue
         result.update(func(preset) if name == "musegan" else func())
+    for name, (module, fn) in ON_REQUEST.items():
+        if only and name in only:
+            result.update(getattr(importlib.import_module(module), fn)())
     return result
 
 

@@ -14,7 +14,7 @@ from composer.ui.jobs import MAX_UPLOAD_BYTES
 
 #: How many events of one kind run at once (Gradio's queue). Measured with
 #: ``python -m composer bench --only load`` (20 visitors composing on 2 cores): see bench/load.py.
-CONCURRENCY = 2
+CONCURRENCY = int(os.environ.get("COMPOSER_CONCURRENCY", 2))
 
 TITLE = "Composer"
 INTRO = ("# Composer\nA music studio for small generative models, running on this machine "
