@@ -184,3 +184,15 @@ def test_without_spaces_gpu_is_a_no_op():
     f = lambda x: x  # noqa: E731
     assert gpu.gpu(f) is f and gpu.gpu(duration=5)(f) is f
     assert str(gpu.model_device()) in ("cpu", "cuda")
+
+
+def test_codes_take_a_device_and_keep_the_notes():
+    import torch
+
+    from composer.api.compose import cached_composer
+    comp = cached_composer(None)
+    assert cached_composer(None) is comp  # one copy per checkpoint, shared read-only
+    st = comp.new_state(seed=5, n_bars=4)
+    import numpy as np
+    assert np.array_equal(comp.codes(st), comp.codes(st, device=torch.device("cpu")))
+    assert comp.generator_on("cpu") is comp.g

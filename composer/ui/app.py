@@ -51,7 +51,26 @@ def build_app() -> gr.Blocks:
         for hook in hooks:
             if hook is not None:
                 hook(demo)
+    share_queue(demo, model_choice, "compose", apart={"finish": "compose-finish"})
     return demo
+
+
+def share_queue(demo: gr.Blocks, state: gr.State, concurrency_id: str, apart: dict | None = None) -> int:
+    """Every event that reads ``state`` (the Compose tab's) waits in one queue of :data:`CONCURRENCY`.
+
+    Gradio gives each event its own queue of ``default_concurrency_limit``: twenty sliders
+    and buttons would run up to 2 x 30 renders at once on 2 cores, each slower than the last.
+    One queue keeps the renders at the pace of the cores and serves visitors in order.
+    ``apart``: handler name -> a queue of its own (the slow score after each action must not
+    hold the fast path's places). Returns the number of events moved.
+    """
+    n = 0
+    for fn in demo.fns.values():
+        if fn.concurrency_limit == "default" and any(block is state for block in fn.inputs):
+            name = getattr(fn.fn, "__name__", "")
+            fn.concurrency_id = (apart or {}).get(name, concurrency_id)
+            n += 1
+    return n
 
 
 def browser_secret() -> str:
