@@ -46,8 +46,8 @@ def new_owner_token() -> str:
 
 def owner_key(token, request: gr.Request | None) -> str:
     """Who is asking: the page's owner token (kept across reloads), else this session."""
-    if isinstance(token, str) and len(token) >= 16:
-        return token
+    if isinstance(token, str) and 16 <= len(token) <= 200:
+        return f"token:{token}"  # never equal to a session's key below, whatever a client sends
     session = getattr(request, "session_hash", None) if request is not None else None
     return f"session:{session}" if session else ""
 
