@@ -196,3 +196,17 @@ def test_codes_take_a_device_and_keep_the_notes():
     import numpy as np
     assert np.array_equal(comp.codes(st), comp.codes(st, device=torch.device("cpu")))
     assert comp.generator_on("cpu") is comp.g
+
+
+def test_transfer_and_continuation_take_a_device_and_keep_the_music(example_midi):
+    import pretty_midi
+    import torch
+
+    from composer.api import cyclegan, notes
+    pm = pretty_midi.PrettyMIDI(str(example_midi))
+    a = cyclegan.transfer_pm(pm, "folk")
+    b = cyclegan.transfer_pm(pm, "folk", device=torch.device("cpu"))
+    assert (a.codes_out == b.codes_out).all() and a.probs_after == b.probs_after
+    x = notes.continue_midi(pm, bars=1, seed=3)
+    y = notes.continue_midi(pm, bars=1, seed=3, device="cpu")
+    assert x[2]["tokens"] == y[2]["tokens"]

@@ -46,6 +46,8 @@ TAB_MODEL_CALLS = {
     "composer.api.charrnn:stream_tune": "charrnn",     # Folk tunes (a generator: streamed from the slot)
     "composer.api.notes:continue_midi": "notes",       # Continue
 }
+#: those that take ``device=`` (run on CUDA in the slot); the char-RNN's guarded sampler stays on the CPU
+TAKES_DEVICE = {"composer.api.cyclegan:transfer_pm", "composer.api.notes:continue_midi"}
 
 
 def model_device():
@@ -85,12 +87,21 @@ def notes_preview(prompt, checkpoint: str):
     """Two bars continuing ``prompt`` with a training run's note model (Train tab preview)."""
     from composer.api.notes import continue_midi
     original = getattr(continue_midi, "__composer_original__", continue_midi)  # not a second slot
-    return original(prompt, bars=2, model=checkpoint, seed=0)
+    return original(prompt, bars=2, model=checkpoint, seed=0, device=model_device())
 
 
 # --------------------------------------------------------------------------------------------
 # The other tabs' model calls
 # --------------------------------------------------------------------------------------------
+
+def _with_device(fn):
+    """``fn`` called with ``device=`` the slot's device unless the caller gave one."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        kwargs.setdefault("device", model_device())
+        return fn(*args, **kwargs)
+    return call
+
 
 def install() -> list[str]:
     """Wrap :data:`TAB_MODEL_CALLS` in ``spaces.GPU`` where they are defined (idempotent).
@@ -104,7 +115,8 @@ def install() -> list[str]:
         current = getattr(module, attr)
         original = getattr(current, "__composer_original__", current)
         if ON_ZEROGPU and getattr(current, "__composer_wrapped_by__", None) is not gpu:
-            wrapped = gpu(duration=DURATIONS[kind])(original)
+            target = _with_device(original) if name in TAKES_DEVICE else original
+            wrapped = gpu(duration=DURATIONS[kind])(target)
             if wrapped is not original:
                 try:
                     wrapped = functools.wraps(original)(wrapped)
