@@ -11,6 +11,10 @@ Figures: ``load_users``, ``load_actions``, ``load_p50_ms`` / ``load_p95_ms`` / `
 ``load_crosstalk`` (visitors whose notes, at any step, differ from what their own actions give
 when replayed alone, in this process, with the same model).
 
+What a visitor waits for is the answer to its action (roll, audio, grid); the score and
+MusicXML a page asks for afterwards (a chained event, which gradio_client does not send) run
+in a queue of their own and are not part of these figures.
+
 The app's queue settings are the ones it ships with (``composer.ui.app.CONCURRENCY``); set
 ``COMPOSER_CONCURRENCY`` to try another value.
 """
