@@ -12,7 +12,7 @@ SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 # Debian packages the tests need beyond packages.txt (the Spaces list): a browser for UI tests
 TEST_DEBS := chromium
 
-.PHONY: run test test-fast fuzz system-deps test-deps venv dev-venv bench clean
+.PHONY: run test test-fast fuzz system-deps test-deps venv dev-venv bench clean space
 
 run: system-deps venv
 	$(PY) app.py
@@ -65,3 +65,18 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# A Hugging Face Space of the app: `make space DIR=../composer-space` writes exactly the files
+# the Space runs (the committed ones: app, package, checkpoints, README with its front matter,
+# runtime requirements, Debian packages, LFS rules) into DIR, replacing what was there before.
+# tests/test_space.py checks the result. Push DIR with git-lfs installed (*.safetensors are LFS).
+SPACE_FILES := README.md LICENSE app.py requirements.txt packages.txt .gitattributes composer checkpoints assets
+space:
+	@test -n "$(DIR)" || { echo "usage: make space DIR=folder" >&2; exit 2; }
+	@test "$$(cd "$(DIR)" 2>/dev/null && pwd)" != "$$(pwd)" || { echo "DIR must not be this checkout" >&2; exit 2; }
+	@if [ -d "$(DIR)" ] && [ -n "$$(ls -A "$(DIR)" | grep -v '^.git$$')" ] && ! [ -f "$(DIR)/app.py" ]; then \
+	  echo "$(DIR) holds other files (no app.py): give an empty folder or an earlier Space" >&2; exit 2; fi
+	@mkdir -p "$(DIR)"
+	@find "$(DIR)" -mindepth 1 -maxdepth 1 ! -name .git -exec rm -rf {} +
+	@git ls-files -z -- $(SPACE_FILES) | tar --null -T - -cf - | tar -xf - -C "$(DIR)"
+	@echo "wrote $$(find "$(DIR)" -type f ! -path '*/.git/*' | wc -l) files to $(DIR)"

@@ -32,9 +32,9 @@ def _wait(client, until, timeout=240):
 
 
 def test_training_streams_losses_then_saves_and_refuses_a_second_run(client):
-    client.predict(LABEL, "Built-in corpus", None, 30, 8, api_name="/train_start")
+    token = client.predict(LABEL, "Built-in corpus", None, 30, 8, api_name="/train_start")[-1]
     with pytest.raises(Exception, match="one run at a time"):
-        client.predict(LABEL, "Built-in corpus", None, 30, 8, api_name="/train_start")
+        client.predict(LABEL, "Built-in corpus", None, 30, 8, token, api_name="/train_start")
     out = _wait(client, lambda o: len({r[0] for r in o[2]["data"]}) >= 2)
     series = {r[1] for r in out[2]["data"]}
     assert {"g_loss", "c_loss", "gp"} <= series
@@ -42,22 +42,22 @@ def test_training_streams_losses_then_saves_and_refuses_a_second_run(client):
     assert "finished" in out[1] and "step 30 / 30" in out[1]
     roll, wav = out[3], out[4]  # the preview of the last checkpoint
     assert roll.endswith(".png") and wav.endswith(".wav")
-    files, msg = client.predict("pytest-model", api_name="/train_save")
+    files, msg = client.predict("pytest-model", token, api_name="/train_save")
     assert sorted(f.rsplit(".", 1)[-1] for f in files) == ["json", "safetensors"] and "Saved" in msg
-    # and the Compose tab can switch to it without a restart
-    from composer.ui import compose
+    # and this session's Compose tab can switch to it without a restart (tests/test_sessions.py:
+    # for this session only)
     from gradio_client import handle_file
-    msg = client.predict([handle_file(f) for f in files], api_name="/train_use_in_compose")
-    assert "pytest-model" in msg and compose.MODEL.get().name.startswith("pytest-model@")
+    msg = client.predict([handle_file(f) for f in files], token, api_name="/train_use_in_compose")
+    assert "pytest-model@" in msg
 
 
 def test_stop_ends_the_run(client):
-    client.predict(LABEL, "Built-in corpus", None, 5000, 8, api_name="/train_start")
+    token = client.predict(LABEL, "Built-in corpus", None, 5000, 8, api_name="/train_start")[-1]
     _wait(client, lambda o: "running" in o[1])
-    html = client.predict(api_name="/train_stop")
+    html = client.predict(token, api_name="/train_stop")
     assert "stopped" in html
     with pytest.raises(Exception, match="No training run"):
-        client.predict(api_name="/train_stop")
+        client.predict(token, api_name="/train_stop")
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -97,3 +97,112 @@ def test_upload_with_nothing_usable_is_an_error(tmp_path):
     bad.write_bytes(b"PK nope")
     with pytest.raises(DataError, match="not a readable zip"):
         prepare_upload([bad], (".mid",), tmp_path / "dest2")
+
+
+# ------------------------------------------------------------------------------------------------
+# Zips: inflated bytes streamed and counted, count and size checked before any parsing
+# ------------------------------------------------------------------------------------------------
+
+def _lying_zip(path, name: str, data: bytes, declared: int):
+    """A zip whose member declares ``declared`` bytes but inflates to ``data``."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(name, data)
+    raw = bytearray(path.read_bytes())
+    size = len(data).to_bytes(4, "little")
+    new = declared.to_bytes(4, "little")
+    # the uncompressed size sits in the local header (offset 22) and the central directory (offset 24)
+    local = raw.find(b"PK\x03\x04")
+    assert raw[local + 22:local + 26] == size
+    raw[local + 22:local + 26] = new
+    central = raw.find(b"PK\x01\x02")
+    assert raw[central + 24:central + 28] == size
+    raw[central + 24:central + 28] = new
+    path.write_bytes(bytes(raw))
+
+
+def test_a_zip_that_lies_about_its_sizes_is_stopped_at_the_limit(tmp_path):
+    import tracemalloc
+
+    from composer.ui.jobs import _inflate
+    bomb = tmp_path / "bomb.zip"
+    _lying_zip(bomb, "zeros.abc", b"K:D\n" + bytes(8 * 1024 * 1024), declared=1000)  # 8 MB claiming 1 kB
+    assert bomb.stat().st_size < 100_000
+    tracemalloc.start()
+    with pytest.raises(DataError, match="cannot be unpacked"):
+        prepare_upload([bomb], (".abc",), tmp_path / "dest")
+    # the inflater itself stops at its cap, whatever the zip says
+    honest = tmp_path / "honest.zip"
+    honest.write_bytes(_zip({"z.abc": bytes(8 * 1024 * 1024)}))
+    with zipfile.ZipFile(honest) as zf:
+        assert _inflate(zf, zf.infolist()[0], 1024 * 1024) is None
+        assert len(_inflate(zf, zf.infolist()[0], 8 * 1024 * 1024)) == 8 * 1024 * 1024
+    tracemalloc.stop()
+    # a MIDI member over the MIDI limit is skipped with its reason, the others kept
+    z = tmp_path / "both.zip"
+    z.write_bytes(_zip({"good.mid": _midi(), "big.mid": _midi() + bytes(3 * 1024 * 1024)}))
+    out = prepare_upload([z], (".mid",), tmp_path / "dest2")
+    assert out.accepted == ["good.mid"] and any("big.mid: over 2 MB unpacked" in s for s in out.skipped), out.skipped
+
+
+def test_unpacked_total_is_counted_in_inflated_bytes(tmp_path, monkeypatch):
+    from composer.ui import jobs
+    monkeypatch.setattr(jobs, "MAX_UNPACKED_BYTES", 3 * 1024 * 1024)
+    z = tmp_path / "four.zip"
+    z.write_bytes(_zip({f"t{i}.abc": b"K:D\n" + bytes(1024 * 1024) for i in range(2)}))
+    z2 = tmp_path / "more.zip"
+    z2.write_bytes(_zip({f"u{i}.abc": b"K:D\n" + bytes(1024 * 1024) for i in range(2)}))
+    with pytest.raises(DataError, match="over 3 MB unpacked"):  # each zip is under, both together are not
+        prepare_upload([z, z2], (".abc",), tmp_path / "dest")
+
+
+def test_count_and_total_are_checked_before_any_file_is_parsed(tmp_path, monkeypatch):
+    from composer.music import midi as midi_mod
+    from composer.ui import jobs
+    parsed = []
+    real = midi_mod.load_midi_bytes
+    monkeypatch.setattr(midi_mod, "load_midi_bytes", lambda data, **kw: parsed.append(1) or real(data, **kw))
+    monkeypatch.setattr(jobs, "MAX_FILES", 10)
+    many = tmp_path / "many.zip"
+    many.write_bytes(_zip({f"d{i}/x{i}.mid": _midi() for i in range(11)}))
+    with pytest.raises(DataError, match="11 files; the limit is 10"):
+        prepare_upload([many], (".mid",), tmp_path / "d1")
+    monkeypatch.setattr(jobs, "MAX_UNPACKED_BYTES", 200)
+    few = tmp_path / "few.zip"
+    few.write_bytes(_zip({f"x{i}.mid": _midi() for i in range(5)}))
+    with pytest.raises(DataError, match="unpack"):
+        prepare_upload([few], (".mid",), tmp_path / "d2")
+    assert parsed == []  # refused before a single MIDI was read
+
+
+def test_one_upload_limit_in_the_ui_the_server_and_the_unpacker(tmp_path):
+    from composer.ui import jobs
+    from composer.ui.app import launch_kwargs
+    assert launch_kwargs()["max_file_size"] == jobs.MAX_UPLOAD_BYTES
+    import inspect
+
+    from composer.ui import train
+    assert "upload_limit_text()" in inspect.getsource(train.build)  # stated on the upload itself
+    assert jobs.upload_limit_text() == "20 MB per file"
+    big = tmp_path / "big.zip"
+    with open(big, "wb") as f:
+        f.truncate(jobs.MAX_UPLOAD_BYTES + 1)
+    with pytest.raises(DataError, match="the upload limit is 20 MB per file"):
+        prepare_upload([big], (".mid",), tmp_path / "d")
+
+
+def test_a_busy_trainer_refuses_before_unpacking(monkeypatch):
+    from composer.ui import jobs, train
+
+    class Busy:
+        running = True
+        trainable = jobs.TRAINABLES["musegan"]
+
+        def owned_by(self, owner):
+            return False
+
+        def busy_text(self):
+            return "The trainer is busy (test): about 3 minutes left."
+    monkeypatch.setattr(jobs.JOBS, "running_job", lambda: Busy())
+    monkeypatch.setattr(train, "prepare_upload", lambda *a, **k: pytest.fail("unpacked while busy"))
+    with pytest.raises(Exception, match="about 3 minutes left"):
+        train.start(LABEL, "My files", ["x.zip"], 30, 8, None, None)

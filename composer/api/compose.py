@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -464,6 +465,8 @@ class Composer:
         self.default_tempo = tempo
         self.default_truncation = float(truncation) if truncation else None
         self._directions = directions
+        self.path: str | None = None     # the checkpoint file (set by load_composer)
+        self._on_device: dict[str, torch.nn.Module] = {}  # copies of the generator on other devices
 
     @property
     def directions(self) -> Directions:
@@ -543,10 +546,25 @@ class Composer:
             g[t, b] = torch.from_numpy(v)
         return g
 
+    def generator_on(self, device: str | torch.device | None = None):
+        """The generator on ``device`` (None or the CPU: the loaded one; others: a copy, made once)."""
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        if dev.type == "cpu":
+            return self.g
+        key = str(dev)
+        if key not in self._on_device:
+            self._on_device[key] = copy.deepcopy(self.g).to(dev).eval()
+        return self._on_device[key]
+
     @torch.no_grad()
-    def codes(self, st: ComposeState) -> np.ndarray:
-        """REST/HOLD/ONSET codes ``(tracks, bars, steps, pitches)`` of the piece."""
-        x = self.g.decode(self.grid(st)[None])[0].float().numpy()
+    def codes(self, st: ComposeState, device: str | torch.device | None = None) -> np.ndarray:
+        """REST/HOLD/ONSET codes ``(tracks, bars, steps, pitches)`` of the piece.
+
+        ``device``: where the bar generators run (None: the CPU); the latents are edited on the CPU.
+        """
+        g = self.generator_on(device)
+        grid = self.grid(st)[None]
+        x = g.decode(grid.to(next(g.parameters()).device))[0].float().cpu().numpy()
         return float_to_codes(x, monophonic=True)
 
     def roll(self, st: ComposeState) -> MultiTrackRoll:
@@ -716,6 +734,37 @@ def load_composer(path: str | Path | None = None) -> Composer:
                     tempo=float(model.card.get("tempo", DEFAULT_TEMPO)), truncation=model.card.get("truncation"))
     if directions is None:
         cache.write_text(json.dumps(comp.directions.to_dict()))
+    comp.path = str(model.path)
+    return comp
+
+
+_COMPOSERS: dict[str, Composer] = {}
+_COMPOSERS_LOCK = threading.Lock()
+MAX_CACHED_COMPOSERS = 8
+
+
+def cached_composer(path: str | Path | None = None) -> Composer:
+    """:func:`load_composer`, once per checkpoint file (a read-only cache shared by every caller).
+
+    Keyed by the resolved path and the file's size and time, so a rewritten file loads again;
+    the oldest entries beyond :data:`MAX_CACHED_COMPOSERS` are dropped.
+    """
+    from composer.api.musegan import default_checkpoint
+    p = Path(path or os.environ.get("COMPOSER_MUSEGAN") or default_checkpoint()).resolve()
+    try:
+        stat = p.stat()
+    except OSError:
+        return load_composer(p)  # raises the usual CheckpointError
+    key = f"{p}|{stat.st_size}|{stat.st_mtime_ns}"
+    with _COMPOSERS_LOCK:
+        comp = _COMPOSERS.get(key)
+        if comp is not None:
+            return comp
+    comp = load_composer(p)
+    with _COMPOSERS_LOCK:
+        comp = _COMPOSERS.setdefault(key, comp)
+        while len(_COMPOSERS) > MAX_CACHED_COMPOSERS:
+            _COMPOSERS.pop(next(iter(_COMPOSERS)))
     return comp
 
 

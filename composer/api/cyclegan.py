@@ -271,7 +271,22 @@ class TransferResult:
         return s
 
 
-def _classify(model: TransferModel, binary_windows: np.ndarray) -> dict[str, float] | None:
+_ON_DEVICE: dict[tuple[int, str], object] = {}
+
+
+def _on(module, device):
+    """``module`` on ``device`` (None / the CPU: itself; others: one copy per module and device)."""
+    import torch
+    if device is None or torch.device(device).type == "cpu":
+        return module
+    key = (id(module), str(torch.device(device)))
+    if key not in _ON_DEVICE:
+        import copy
+        _ON_DEVICE[key] = copy.deepcopy(module).to(device).eval()
+    return _ON_DEVICE[key]
+
+
+def _classify(model: TransferModel, binary_windows: np.ndarray, device=None) -> dict[str, float] | None:
     if model.classifier is None:
         return None
     import torch
@@ -279,19 +294,24 @@ def _classify(model: TransferModel, binary_windows: np.ndarray) -> dict[str, flo
     keep = binary_windows.reshape(len(binary_windows), -1).any(axis=1)
     if not keep.any():
         return None
+    clf = _on(model.classifier, device)
     with torch.no_grad():
-        p = torch.softmax(model.classifier(to_input(binary_windows[keep])), 1).mean(0).numpy()
+        x = to_input(binary_windows[keep]).to(next(clf.parameters()).device)
+        p = torch.softmax(clf(x), 1).mean(0).cpu().numpy()
     return {c: float(v) for c, v in zip(model.classifier_classes, p)}
 
 
 def transfer_windows(model: TransferModel, binary: np.ndarray, to: str, strength: float = 1.0,
-                     keep_rhythm: bool = False, guard: bool = True):
-    """Transfer binary windows ``(N, 4, 16, 84)``; returns (binary out, probabilities, thresholds)."""
+                     keep_rhythm: bool = False, guard: bool = True, device=None):
+    """Transfer binary windows ``(N, 4, 16, 84)``; returns (binary out, probabilities, thresholds).
+
+    ``device``: where the generator runs (None: the CPU).
+    """
     import torch
     from composer.models.cyclegan import from_output, to_input
-    G = model.generator_to(to)
+    G = _on(model.generator_to(to), device)
     with torch.no_grad():
-        p = from_output(G(to_input(binary))).numpy()
+        p = from_output(G(to_input(binary).to(next(G.parameters()).device)).cpu()).numpy()
     p = strength * p + (1.0 - strength) * binary.astype(np.float32)
     rng = model.density_range.get(to) if guard else None
     outs, ths = [], []
@@ -330,8 +350,12 @@ def codes_to_midi_like(codes: np.ndarray, like: pretty_midi.PrettyMIDI, program:
 
 
 def transfer_pm(pm: pretty_midi.PrettyMIDI, to: str, strength: float = 1.0, keep_rhythm: bool = False,
-                checkpoint: str | Path | None = None, program: int | None = None, guard: bool = True) -> TransferResult:
-    """Transfer a PrettyMIDI to genre ``to``; the result keeps its tempo map and length."""
+                checkpoint: str | Path | None = None, program: int | None = None, guard: bool = True,
+                device=None) -> TransferResult:
+    """Transfer a PrettyMIDI to genre ``to``; the result keeps its tempo map and length.
+
+    ``device``: where the networks run (None: the CPU).
+    """
     t0 = time.time()
     if not 0.0 <= float(strength) <= 1.0:
         raise TransferError(f"strength must be between 0 and 1, got {strength}")
@@ -351,7 +375,7 @@ def transfer_pm(pm: pretty_midi.PrettyMIDI, to: str, strength: float = 1.0, keep
     padded = np.zeros((n_win * N_BARS, STEPS, PITCHES), dtype=np.uint8)
     padded[:n_bars] = roll
     binary = (padded > 0).reshape(n_win, N_BARS, STEPS, PITCHES)
-    out, _, ths = transfer_windows(model, binary, to, strength, keep_rhythm, guard)
+    out, _, ths = transfer_windows(model, binary, to, strength, keep_rhythm, guard, device=device)
     flat = out.reshape(-1, PITCHES)
     flat[n_steps:] = False                       # nothing past the input's end
     codes_out = binary_to_codes(flat.reshape(-1, STEPS, PITCHES))[:n_bars]
@@ -366,7 +390,7 @@ def transfer_pm(pm: pretty_midi.PrettyMIDI, to: str, strength: float = 1.0, keep
                          density_in=[float(v) for v in note_density(binary)],
                          density_out=[float(v) for v in note_density(out)],
                          density_range=list(rng) if rng else None, thresholds=ths,
-                         probs_before=_classify(model, binary), probs_after=_classify(model, out))
+                         probs_before=_classify(model, binary, device), probs_after=_classify(model, out, device))
     res.seconds = time.time() - t0
     return res
 

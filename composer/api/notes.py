@@ -105,13 +105,32 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     return logits
 
 
+_ON_DEVICE: dict[tuple[str, str], torch.nn.Module] = {}
+
+
+def _model_on(nm: NotesModel, device) -> torch.nn.Module:
+    """``nm.model`` on ``device`` (None / the CPU: itself; others: one copy per checkpoint and device)."""
+    if device is None or torch.device(device).type == "cpu":
+        return nm.model
+    key = (nm.name + "|" + str(id(nm.model)), str(torch.device(device)))
+    if key not in _ON_DEVICE:
+        import copy
+        _ON_DEVICE[key] = copy.deepcopy(nm.model).to(device).eval()
+    return _ON_DEVICE[key]
+
+
 @torch.no_grad()
 def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 0.95, seed: int | None = 0, max_tokens: int | None = None) -> list[int]:
+               top_p: float = 0.95, seed: int | None = 0, max_tokens: int | None = None,
+               device=None) -> list[int]:
     """Sample token ids after ``prompt_ids`` until the new events last exactly ``ticks``.
 
     The last event is shortened to land on ``ticks`` (a held note is cut at the bar line).
+    ``device``: where the network runs (None: the CPU); the sampling itself stays on the CPU,
+    so a seed gives the same music everywhere up to the network's float rounding.
     """
+    model = _model_on(nm, device)
+    dev = next(model.parameters()).device
     if temperature <= 0:
         raise DataError("temperature must be above 0")
     gen = torch.Generator().manual_seed(int(seed if seed is not None else 0))
@@ -123,8 +142,8 @@ def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0,
     L = nm.context
     max_tokens = max_tokens or 4 * ticks + 8
     while total < ticks and len(out) < max_tokens:
-        x = torch.tensor([ids[-L:]], dtype=torch.long)
-        logits = nm.model.last_logits(x)[0].float() / float(temperature)
+        x = torch.tensor([ids[-L:]], dtype=torch.long, device=dev)
+        logits = model.last_logits(x)[0].float().cpu() / float(temperature)
         logits = logits + (nm.dur_mask if want_dur else nm.event_mask)
         logits = _filter(logits, top_k, top_p)
         probs = torch.softmax(logits, dim=-1)
@@ -143,7 +162,7 @@ def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0,
 
 
 def continue_tokens(prompt: list[str], ticks: int, model: str = "lstm", temperature: float = 1.0, top_k: int = 0,
-                    top_p: float = 0.95, seed: int | None = 0) -> list[str]:
+                    top_p: float = 0.95, seed: int | None = 0, device=None) -> list[str]:
     """New tokens (complete events) lasting ``ticks`` after a token prompt of any length."""
     nm = load(model)
     prompt = list(prompt) or [T.BOS]
@@ -151,7 +170,7 @@ def continue_tokens(prompt: list[str], ticks: int, model: str = "lstm", temperat
         prompt = [T.BOS] + prompt
     ids = nm.vocab.encode(prompt)
     with _lock:
-        new = sample_ids(nm, ids, ticks, temperature, top_k, top_p, seed)
+        new = sample_ids(nm, ids, ticks, temperature, top_k, top_p, seed, device=device)
     toks = nm.vocab.decode(new)
     # a duration that was cut to a length not in the vocabulary maps to the nearest one;
     # put the exact remaining length back so the continuation ends on the bar line
@@ -172,7 +191,8 @@ def bar_quarters(pm: pretty_midi.PrettyMIDI | None) -> float:
 
 
 def continue_midi(pm: pretty_midi.PrettyMIDI, bars: int = 4, model: str = "lstm", temperature: float = 1.0,
-                  top_k: int = 0, top_p: float = 0.95, seed: int | None = 0, program: int | None = None):
+                  top_k: int = 0, top_p: float = 0.95, seed: int | None = 0, program: int | None = None,
+                  device=None):
     """Prompt + continuation in one PrettyMIDI, the seam in seconds, and a summary dict.
 
     The prompt's tracks are kept as they are; the continuation is one more track (the
@@ -195,7 +215,7 @@ def continue_midi(pm: pretty_midi.PrettyMIDI, bars: int = 4, model: str = "lstm"
     end_q = math.ceil(start_q / bq - 1e-6) * bq + bars * bq
     ticks = int(round((end_q - start_q) * T.TICKS_PER_QUARTER))
     t0 = time.perf_counter()
-    new = continue_tokens(prompt, ticks, model, temperature, top_k, top_p, seed)
+    new = continue_tokens(prompt, ticks, model, temperature, top_k, top_p, seed, device=device)
     secs = time.perf_counter() - t0
     pitched = [i for i in pm.instruments if not i.is_drum]
     prog = int(program) if program is not None else (pitched[0].program if pitched else 0)

@@ -95,8 +95,10 @@ def bench_viz(repeats: int = 7) -> dict:
 #: optional groups contributed by feature modules: name -> (module, function)
 OPTIONAL = {"musegan": ("composer.bench.musegan", "bench"), "compose": ("composer.api.compose", "bench"),
             "charrnn": ("composer.bench.charrnn", "bench"), "notes": ("composer.api.notes", "bench"),
-            "transfer": ("composer.api.cyclegan", "bench"),
-            "compose_browser": ("composer.bench.compose_browser", "bench")}
+            "transfer": ("composer.api.cyclegan", "bench")}
+#: groups that run only when asked by name (``--only load``): they take minutes
+ON_REQUEST = {"load": ("composer.bench.load", "bench"),
+              "compose_browser": ("composer.bench.compose_browser", "bench")}
 
 
 def run(preset: str = "seed", only: list[str] | None = None) -> dict:
@@ -114,6 +116,9 @@ def run(preset: str = "seed", only: list[str] | None = None) -> dict:
         if func is None:
             continue
         result.update(func(preset) if name == "musegan" else func())
+    for name, (module, fn) in ON_REQUEST.items():
+        if only and name in only:
+            result.update(getattr(importlib.import_module(module), fn)())
     return result
 
 

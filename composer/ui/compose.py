@@ -6,7 +6,9 @@ path (generate + render + plot, :func:`render_state`) and then, chained, the slo
 """
 from __future__ import annotations
 
-import threading
+import contextvars
+import functools
+import inspect
 from pathlib import Path
 
 import gradio as gr
@@ -17,32 +19,70 @@ from composer.api.compose import FEATURE_WORDS, FEATURES, Composer, ComposeState
 from composer.errors import CheckpointError, ComposerError
 from composer.render.outputs import new_output_dir
 from composer.ui.common import GM_CHOICES, choice_program, program_choice, user_errors
-from composer.ui.gpu import gpu
+from composer.ui import gpu as gpu_calls
 
 MAX_LATENTS_BYTES = 2 * 1024 * 1024
 N_DIRS = len(FEATURES)
 
 
+SHIPPED = "Shipped model"
+#: the checkpoint of the session whose event is running (set by :func:`in_session`; None: shipped)
+_SESSION_CHECKPOINT: contextvars.ContextVar[str | None] = contextvars.ContextVar("compose_checkpoint", default=None)
+
+
+def new_model_choice() -> dict:
+    """A session's model choice (the value of its ``gr.State``): the label picked, and its models."""
+    return {"choice": SHIPPED, "models": {}}
+
+
+def checkpoint_of(choice: dict | None) -> str | None:
+    """The checkpoint path of a session's choice; None: the shipped model."""
+    if not choice:
+        return None
+    return (choice.get("models") or {}).get(choice.get("choice"))
+
+
+def with_model(choice: dict | None, label: str, path: str | Path) -> dict:
+    """``choice`` with the model ``label`` at ``path`` added and picked (a new dict)."""
+    models = dict((choice or {}).get("models") or {})
+    models[label] = str(path)
+    return {"choice": label, "models": models}
+
+
+class SessionComposer:
+    """The cached :class:`Composer` of a checkpoint, with its notes made in the GPU slot.
+
+    Everything but the notes is the shared Composer's (read-only); the notes come from
+    :func:`composer.ui.gpu.musegan_codes` (``spaces.GPU`` on ZeroGPU, a plain call elsewhere).
+    """
+
+    def __init__(self, comp: Composer):
+        self._comp = comp
+
+    def __getattr__(self, name):
+        return getattr(self._comp, name)
+
+    def codes(self, st: ComposeState) -> np.ndarray:
+        return gpu_calls.musegan_codes(self._comp.path, st)
+
+    roll = Composer.roll  # these call self.codes: the GPU slot
+    midi = Composer.midi
+
+
 class ModelSlot:
-    """The MuseGAN the Compose tab uses: loaded once, switchable by the Train tab."""
+    """The MuseGAN models of the Compose tab, each loaded once (a read-only cache by path).
 
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._composer: Composer | None = None
-        self._path: str | None = None
+    Which one a session composes with is that session's own choice, a ``gr.State`` passed to
+    every handler (:func:`in_session`); "Use in Compose" changes it for that session only.
+    """
 
-    def get(self) -> Composer:
-        with self._lock:
-            if self._composer is None:
-                self._composer = load_composer(self._path)
-            return self._composer
+    def get(self) -> SessionComposer:
+        """The model of the session whose event is running (the shipped one outside events)."""
+        return SessionComposer(compose_api.cached_composer(_SESSION_CHECKPOINT.get()))
 
     def use(self, path: str | Path) -> Composer:
-        """Switch to another checkpoint (from the Train tab) without a restart."""
-        comp = load_composer(path)
-        with self._lock:
-            self._composer, self._path = comp, str(path)
-        return comp
+        """Load a checkpoint (from the Train tab) into the cache; the caller records the choice."""
+        return compose_api.cached_composer(path)
 
     def available(self) -> bool:
         try:
@@ -52,6 +92,36 @@ class ModelSlot:
             return False
 
 
+def in_session(fn):
+    """``fn`` with the session's model choice as a first input (a gr.State, so not in the API)."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(model_choice, *args, **kwargs):
+        token = _SESSION_CHECKPOINT.set(checkpoint_of(model_choice))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _SESSION_CHECKPOINT.reset(token)
+    first = inspect.Parameter("model_choice", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    wrapper.__signature__ = sig.replace(parameters=[first, *sig.parameters.values()])
+    return wrapper
+
+
+def choose_model(label, choice):
+    """The session picked another model in the list (``Shipped model`` goes back)."""
+    choice = dict(choice or new_model_choice())
+    if label != SHIPPED and label not in (choice.get("models") or {}):
+        raise gr.Error(f"No model called {label!r} in this session.")
+    choice["choice"] = label
+    return choice
+
+
+def model_list(choice):
+    choice = choice or new_model_choice()
+    return gr.update(choices=[SHIPPED, *(choice.get("models") or {})], value=choice.get("choice") or SHIPPED)
+
+
 MODEL = ModelSlot()
 
 
@@ -59,8 +129,8 @@ MODEL = ModelSlot()
 # Package-level helpers the handlers (and the bench) call
 # --------------------------------------------------------------------------------------------
 
-#: The fast path runs inside the GPU slot on ZeroGPU (a no-op wrapper elsewhere).
-render_state = gpu(compose_api.render_state)
+#: The fast path: the notes in the GPU slot (SessionComposer.codes), audio and roll outside it.
+render_state = compose_api.render_state
 finish_outputs = compose_api.finish_outputs
 
 
@@ -434,13 +504,20 @@ def playhead_js() -> str:
     from composer.render.audio import RELEASE_TAIL_S, SAMPLE_RATE
     return PLAYHEAD_JS % {"left": 0.07, "width": 0.78, "tail": RELEASE_TAIL_S, "rate": SAMPLE_RATE}
 
-def build():
+
+def build(model_state: gr.State | None = None):
     """Lay out the Compose tab (inside ``gr.Tab``).
+
+    ``model_state``: the session's model choice (a ``gr.State`` of :func:`new_model_choice`),
+    shared with the Train tab's "Use in Compose"; made here when not given.
 
     Returns ``(hook, composed_midi)``: the page-load hook for the app, and the ``gr.State``
     holding this session's piece as a MIDI path (other tabs take the piece from it); both
     None when no MuseGAN model is available.
     """
+    if model_state is None:
+        model_state = gr.State(new_model_choice())
+    ms = model_state
     try:
         comp = MODEL.get()
     except CheckpointError as exc:
@@ -461,6 +538,7 @@ def build():
                 "ones were measured to change what their name says.")
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
+            model_dd = gr.Dropdown([SHIPPED], value=SHIPPED, label="Model (yours only: Train tab → Use in Compose)")
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
                 new_btn = gr.Button("New from seed")
@@ -541,9 +619,10 @@ def build():
     live = dict(trigger_mode="always_last", show_progress="hidden")
 
     variations = gr.State([])
-    var_cell.click(variations_of_cell, [sel_track, sel_bar, st], [variations] + var_outputs,
+    var_cell.click(in_session(variations_of_cell), [ms, sel_track, sel_bar, st], [variations] + var_outputs,
                    api_name="compose_variations")
-    var_piece.click(variations_of_piece, [st], [variations] + var_outputs, api_name="compose_variations_piece")
+    var_piece.click(in_session(variations_of_piece), [ms, st], [variations] + var_outputs,
+                    api_name="compose_variations_piece")
     autoplay.change(lambda on: gr.update(autoplay=bool(on)), autoplay, audio_out, api_visibility="private",
                     show_progress="hidden")
     loop.change(lambda on: gr.update(loop=bool(on)), loop, audio_out, api_visibility="private",
@@ -555,56 +634,64 @@ def build():
         """After an action: the slow outputs (score, downloads) and, unless the action was a
         slider move (which shows its own value), every control set to the new piece."""
         if sync:
-            event.then(sync_controls, [sel_track, sel_bar, st], controls, show_progress="hidden",
+            event.then(in_session(sync_controls), [ms, sel_track, sel_bar, st], controls, show_progress="hidden",
                        api_visibility="private")
-        return event.then(finish, [st, folder], [files, score], show_progress="hidden", api_visibility="private")
+        return event.then(in_session(finish), [ms, st, folder], [files, score], show_progress="hidden",
+                          api_visibility="private")
 
-    then_finish(new_btn.click(new_piece, [seed, n_bars, tempo, trunc, history, st] + instruments, shown,
+    then_finish(new_btn.click(in_session(new_piece), [ms, seed, n_bars, tempo, trunc, history, st] + instruments, shown,
                               api_name="compose_new"))
-    then_finish(rand_btn.click(random_piece, [n_bars, tempo, trunc, history, st] + instruments, [seed] + shown,
+    then_finish(rand_btn.click(in_session(random_piece), [ms, n_bars, tempo, trunc, history, st] + instruments, [seed] + shown,
                                api_name="compose_random"))
-    then_finish(undo_btn.click(undo, [history, st], shown, api_name="compose_undo"))
-    then_finish(reset_btn.click(reset, [history, st], shown, api_name="compose_reset"))
+    then_finish(undo_btn.click(in_session(undo), [ms, history, st], shown, api_name="compose_undo"))
+    then_finish(reset_btn.click(in_session(reset), [ms, history, st], shown, api_name="compose_reset"))
     for k, btn in enumerate(var_use):
-        then_finish(btn.click(_use_variation(k), [variations, history, st], shown, api_visibility="private"))
+        then_finish(btn.click(in_session(_use_variation(k)), [ms, variations, history, st], shown,
+                              api_visibility="private"))
     # Enter in the seed box composes from that seed
-    then_finish(seed.submit(new_piece, [seed, n_bars, tempo, trunc, history, st] + instruments, shown,
+    then_finish(seed.submit(in_session(new_piece), [ms, seed, n_bars, tempo, trunc, history, st] + instruments, shown,
                             api_visibility="private"))
     for comp_in in [n_bars, tempo, trunc]:
-        then_finish(comp_in.input(change_settings, [n_bars, tempo, trunc, history, st] + instruments, shown,
+        then_finish(comp_in.input(in_session(change_settings), [ms, n_bars, tempo, trunc, history, st] + instruments,
+                                  shown,
                                     api_visibility="private", **live))
     for dd in instruments:
-        then_finish(dd.input(change_settings, [n_bars, tempo, trunc, history, st] + instruments, shown,
+        then_finish(dd.input(in_session(change_settings), [ms, n_bars, tempo, trunc, history, st] + instruments, shown,
                              api_visibility="private", **live))
     for level, sliders in (("style", style_s), ("chords", chords_s), ("groove", groove_s), ("melody", melody_s)):
         for i, s in enumerate(sliders):
-            then_finish(s.input(_slider_handler(level, i), [s, sel_track, sel_bar, history, st], shown,
-                                api_visibility="private", **live), sync=False)
+            then_finish(s.input(in_session(_slider_handler(level, i)), [ms, s, sel_track, sel_bar, history, st],
+                                shown, api_visibility="private", **live), sync=False)
     for s in raw:
-        then_finish(s.input(set_raw, [raw_level, sel_track, sel_bar, history, st] + raw, shown,
+        then_finish(s.input(in_session(set_raw), [ms, raw_level, sel_track, sel_bar, history, st] + raw, shown,
                             api_visibility="private", **live), sync=False)
     for btn, kind, scope in ((rr_cell, "reroll", "cell"), (rr_track, "reroll", "track"), (rr_bar, "reroll", "bar"),
                              (rr_all, "reroll", "all"), (lk_cell, "lock", "cell"), (lk_track, "lock", "track"),
                              (lk_bar, "lock", "bar"), (unlock, "unlock", "all")):
-        then_finish(btn.click(_edit_handler(kind, scope), [sel_track, sel_bar, history, st], shown,
+        then_finish(btn.click(in_session(_edit_handler(kind, scope)), [ms, sel_track, sel_bar, history, st], shown,
                               api_name=f"compose_{kind}_{scope}"))
     # selection: move the sliders to the selected cell's values, no regeneration
     for sel in (sel_track, sel_bar):
-        sel.change(selection_values, [sel_track, sel_bar, st], chords_s + groove_s + melody_s + [grid],
+        sel.change(in_session(selection_values), [ms, sel_track, sel_bar, st], chords_s + groove_s + melody_s + [grid],
                    api_visibility="private", show_progress="hidden")
     for sel in (raw_level, sel_track, sel_bar):
-        sel.change(raw_values, [raw_level, sel_track, sel_bar, st], raw, api_visibility="private",
+        sel.change(in_session(raw_values), [ms, raw_level, sel_track, sel_bar, st], raw, api_visibility="private",
                    show_progress="hidden")
-    grid.select(select_cell, [st], [sel_track, sel_bar], api_visibility="private")
+    grid.select(in_session(select_cell), [ms, st], [sel_track, sel_bar], api_visibility="private")
     restored = shown[:7] + [composed_midi, files, score, latents_midi]
-    for ev in (restore_btn.click(compose_from_latents, [latents_text, history, st], restored,
+    for ev in (restore_btn.click(in_session(compose_from_latents), [ms, latents_text, history, st], restored,
                                  api_name="compose_from_latents"),
-               latents_file.upload(upload_latents, [latents_file, history, st], restored,
+               latents_file.upload(in_session(upload_latents), [ms, latents_file, history, st], restored,
                                    api_name="compose_from_latents_file")):
-        ev.then(sync_controls, [sel_track, sel_bar, st], controls, show_progress="hidden", api_visibility="private")
+        ev.then(in_session(sync_controls), [ms, sel_track, sel_bar, st], controls, show_progress="hidden",
+                api_visibility="private")
     # the app runs this when the page opens, so the first piece is there to hear
-    hook = lambda demo: then_finish(demo.load(first_show, [history, st], shown, show_progress="hidden",  # noqa: E731
-                                              api_visibility="private"))
+    hook = lambda demo: then_finish(demo.load(in_session(first_show), [ms, history, st], shown,  # noqa: E731
+                                              show_progress="hidden", api_visibility="private"))
+    # this session's models: the list follows its choice; picking one re-draws the piece with it
+    ms.change(model_list, [ms], [model_dd], api_visibility="private", show_progress="hidden")
+    then_finish(model_dd.input(choose_model, [model_dd, ms], [ms], api_visibility="private").then(
+        in_session(first_show), [ms, history, st], shown, api_visibility="private", show_progress="hidden"))
     return hook, composed_midi
 
 

@@ -5,11 +5,19 @@ thread, so a training run never holds the app's GIL or both cores, and the Compo
 stays responsive for everyone. Progress is read from the trainer's ``log.jsonl`` and its
 periodic ``last.safetensors``; the same files resume a run and feed the preview.
 
+A run belongs to the visitor who started it (an owner key: the page's token, kept in the
+browser across reloads); only they may stop or save it, the others see it read-only. The
+run is recorded in a lock file (``active.json``, pid and owner's hash) beside the runs, so an
+app restarted after a crash finds a trainer that outlived it and adopts it: the one-run rule
+holds across crashes, and the owner can still stop or save it.
+
 Uploaded data (a zip or single files) is unpacked with limits and without ever using a
-name from the archive as a path.
+name from the archive as a path: members are inflated as a stream that stops at the limit,
+and the count and total size of the files are checked before any of them is parsed.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -24,14 +32,47 @@ from pathlib import Path
 from composer.errors import ComposerError, DataError
 
 from composer.paths import PACKAGE_PARENT as ROOT  # the child runs `python -m composer` from here
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024     # a zip, compressed
-MAX_UNPACKED_BYTES = 300 * 1024 * 1024   # everything inside it
+
+#: The one upload limit: the server refuses bigger files (Gradio's ``max_file_size``), the Train
+#: tab states it where the upload is, and the unpacker checks it again.
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024      # one uploaded file (a zip: compressed)
+MAX_UNPACKED_BYTES = 200 * 1024 * 1024   # everything inside the upload, inflated
+MAX_MEMBER_BYTES = 32 * 1024 * 1024      # one file inside a zip (a MIDI: MAX_MIDI_BYTES)
 MAX_FILES = 5000
+MAX_CHECK_SECONDS = 60.0                 # parsing the accepted files, all together
 MAX_STEPS = 100_000
+
+
+def size_text(n: int) -> str:
+    """Bytes as MB (MiB) with enough digits to tell two sizes apart: ``2.00 MB``, ``20 MB``."""
+    mb = n / 2**20
+    return f"{mb:.0f} MB" if n % 2**20 == 0 else f"{mb:.2f} MB" if mb >= 0.01 else f"{n} bytes"
+
+
+def upload_limit_text() -> str:
+    """The upload limit as the UI states it."""
+    return f"{size_text(MAX_UPLOAD_BYTES)} per file"
+
+
+def runs_root() -> Path:
+    """Where the app's training runs (and the lock file) live: ``$COMPOSER_RUNS`` or the cache's runs/."""
+    from composer.music.corpus import cache_dir
+    path = Path(os.environ.get("COMPOSER_RUNS") or cache_dir() / "runs")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def owner_hash(owner: str) -> str:
+    """What the lock file keeps of an owner key (never the key itself)."""
+    return hashlib.sha256(f"composer-owner:{owner}".encode()).hexdigest()[:32] if owner else ""
 
 
 class TrainingBusyError(ComposerError):
     """Another training run is in progress on this server."""
+
+
+class NotOwnerError(ComposerError):
+    """The run belongs to another visitor."""
 
 
 @dataclass(frozen=True)
@@ -97,46 +138,52 @@ def _unique(folder: Path, stem: str, suffix: str) -> Path:
     return path
 
 
+def _inflate(zf: zipfile.ZipFile, member: zipfile.ZipInfo, cap: int) -> bytes | None:
+    """The member's bytes, inflated as a stream that stops after ``cap`` bytes (None: more than that).
+
+    The size a zip declares for a member is not trusted: only the bytes actually inflated count.
+    """
+    with zf.open(member) as f:
+        data = f.read(cap + 1)
+    return None if len(data) > cap else data
+
+
 def prepare_upload(paths: list[str | Path], extensions: tuple[str, ...], dest: Path) -> PreparedData:
     """Copy uploaded files and the allowed members of uploaded zips into ``dest``.
 
-    MIDI files are checked with :func:`composer.music.midi.load_midi_bytes`; a bad file is
-    skipped with its reason, never a crash. Raises :class:`DataError` when nothing usable is left
-    or a limit is exceeded.
+    Two passes: first every candidate file is written to ``dest`` (zip members inflated as a
+    stream that stops at the limits; the count and the total inflated size checked) without
+    parsing anything; then each is checked (MIDI with :func:`composer.music.midi.load_midi_bytes`,
+    ABC for a ``K:`` header) within :data:`MAX_CHECK_SECONDS` in all. A bad file is skipped
+    with its reason, never a crash. Raises :class:`DataError` when a limit is exceeded or
+    nothing usable is left.
     """
-    from composer.music.midi import load_midi_bytes
+    from composer.music.midi import MAX_MIDI_BYTES, load_midi_bytes
     from composer.render.outputs import safe_stem
     dest.mkdir(parents=True, exist_ok=True)
     out = PreparedData(dest)
     total = 0
+    count = 0
+    staged: list[tuple[str, Path]] = []  # (name shown to the user, file in dest)
 
-    def accept(name: str, data: bytes):
+    def stage(name: str, data: bytes):
         nonlocal total
         suffix = Path(name).suffix.lower()
-        if suffix not in extensions:
-            out.skipped.append(f"{Path(name).name}: not a {'/'.join(extensions)} file")
-            return
         total += len(data)
         if total > MAX_UNPACKED_BYTES:
-            raise DataError(f"the uploaded data is over {MAX_UNPACKED_BYTES // 2**20} MB unpacked")
-        if suffix in (".mid", ".midi"):
-            try:
-                load_midi_bytes(data, name=Path(name).name)
-            except ComposerError as exc:
-                out.skipped.append(f"{Path(name).name}: {exc}")
-                return
-        elif suffix == ".abc" and b"K:" not in data:
-            out.skipped.append(f"{Path(name).name}: no ABC tune (no K: header)")
-            return
+            raise DataError(f"the uploaded data is over {size_text(MAX_UNPACKED_BYTES)} unpacked")
         target = _unique(dest, safe_stem(name, "file"), suffix)
         target.write_bytes(data)
-        out.accepted.append(Path(name).name)
+        staged.append((Path(name).name, target))
+
+    def member_cap(suffix: str) -> int:
+        return MAX_MIDI_BYTES if suffix in (".mid", ".midi") else MAX_MEMBER_BYTES
 
     for p in paths or []:
         p = Path(p)
         size = p.stat().st_size
         if size > MAX_UPLOAD_BYTES:
-            raise DataError(f"'{p.name}' is {size / 2**20:.0f} MB; the upload limit is {MAX_UPLOAD_BYTES // 2**20} MB")
+            raise DataError(f"'{p.name}' is {size_text(size)}; the upload limit is {upload_limit_text()}")
         if p.suffix.lower() == ".zip":
             try:
                 with zipfile.ZipFile(p) as zf:
@@ -144,15 +191,63 @@ def prepare_upload(paths: list[str | Path], extensions: tuple[str, ...], dest: P
                     if len(members) > MAX_FILES:
                         raise DataError(f"'{p.name}' holds {len(members)} files; the limit is {MAX_FILES}")
                     if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
-                        raise DataError(f"'{p.name}' unpacks to over {MAX_UNPACKED_BYTES // 2**20} MB")
+                        raise DataError(f"'{p.name}' unpacks to over {size_text(MAX_UNPACKED_BYTES)}")
                     for m in members:
-                        if Path(m.filename).name.startswith(".") or "__MACOSX" in m.filename:
+                        name = Path(m.filename).name
+                        if name.startswith(".") or "__MACOSX" in m.filename:
                             continue
-                        accept(m.filename, zf.read(m))
+                        suffix = Path(name).suffix.lower()
+                        if suffix not in extensions:
+                            out.skipped.append(f"{name}: not a {'/'.join(extensions)} file")
+                            continue
+                        count += 1
+                        if count > MAX_FILES:
+                            raise DataError(f"the upload holds over {MAX_FILES} files")
+                        cap = min(member_cap(suffix), MAX_UNPACKED_BYTES - total)
+                        try:
+                            data = _inflate(zf, m, cap)
+                        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
+                            out.skipped.append(f"{name}: cannot be unpacked ({str(exc)[:80]})")
+                            continue
+                        if data is None:
+                            if cap < member_cap(suffix):
+                                raise DataError(f"the uploaded data is over {size_text(MAX_UNPACKED_BYTES)} unpacked")
+                            out.skipped.append(f"{name}: over {size_text(member_cap(suffix))} unpacked")
+                            continue
+                        stage(m.filename, data)
             except zipfile.BadZipFile:
                 raise DataError(f"'{p.name}' is not a readable zip file") from None
         else:
-            accept(p.name, p.read_bytes())
+            suffix = p.suffix.lower()
+            if suffix not in extensions:
+                out.skipped.append(f"{p.name}: not a {'/'.join(extensions)} file")
+                continue
+            count += 1
+            if count > MAX_FILES:
+                raise DataError(f"the upload holds over {MAX_FILES} files")
+            stage(p.name, p.read_bytes())
+
+    # second pass: parse, within a time budget
+    t0 = time.monotonic()
+    for name, target in staged:
+        if time.monotonic() - t0 > MAX_CHECK_SECONDS:
+            raise DataError(f"checking the uploaded files took over {MAX_CHECK_SECONDS:.0f} s; upload fewer "
+                            "or smaller files")
+        data = target.read_bytes()
+        suffix = target.suffix.lower()
+        reason = None
+        if suffix in (".mid", ".midi"):
+            try:
+                load_midi_bytes(data, name=name)
+            except ComposerError as exc:
+                reason = str(exc)
+        elif suffix == ".abc" and b"K:" not in data:
+            reason = "no ABC tune (no K: header)"
+        if reason:
+            out.skipped.append(f"{name}: {reason}")
+            target.unlink(missing_ok=True)
+        else:
+            out.accepted.append(name)
     if not out.accepted:
         reasons = "; ".join(out.skipped[:5]) or "no files"
         raise DataError(f"no usable {'/'.join(extensions)} files in the upload ({reasons})")
@@ -163,20 +258,44 @@ def prepare_upload(paths: list[str | Path], extensions: tuple[str, ...], dest: P
 # A run
 # ----------------------------------------------------------------------------------------------
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (ended, not yet reaped) is not running
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [w.decode(errors="replace") for w in f.read().split(b"\0") if w]
+    except OSError:
+        return []
+
+
 @dataclass
 class TrainingJob:
-    """One training run in a child process."""
+    """One training run in a child process (``proc``), or adopted from an app that died (``pid``)."""
 
     trainable: Trainable
     out: Path
     steps: int
     batch: int
     data: str
-    owner: str = ""
+    owner: str = ""              # the owner's hash (:func:`owner_hash`)
     proc: subprocess.Popen | None = None
+    pid: int | None = None
     started: float = field(default_factory=time.time)
     stopped_by_user: bool = False
     data_note: str = ""
+    adopted: bool = False
 
     @property
     def log_path(self) -> Path:
@@ -185,6 +304,9 @@ class TrainingJob:
     @property
     def checkpoint(self) -> Path:
         return self.out / self.trainable.checkpoint
+
+    def owned_by(self, owner_key: str) -> bool:
+        return bool(owner_key) and owner_hash(owner_key) == self.owner
 
     def command(self) -> list[str]:
         every = max(10, self.steps // 10)
@@ -196,25 +318,42 @@ class TrainingJob:
     def start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self._stderr = open(self.out / "stderr.txt", "wb")
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._stderr,
-                                     env=env, start_new_session=True)
+        with open(self.out / "stderr.txt", "wb") as stderr:
+            self.proc = subprocess.Popen(self.command(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
+                                         env=env, start_new_session=True)
+        self.pid = self.proc.pid
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        if self.pid is None or not _pid_alive(self.pid):
+            return False
+        cmd = _cmdline(self.pid)  # empty while the process exits: still running until it is gone
+        return not cmd or str(self.out) in cmd
 
     def stop(self, timeout: float = 15.0) -> None:
         """Ask the trainer to stop (SIGINT, as Ctrl-C), then end it if it does not."""
         if not self.running:
             return
         self.stopped_by_user = True
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            return
+        # adopted: not our child, so signal it and watch it go
+        os.kill(self.pid, signal.SIGINT)
+        end = time.monotonic() + timeout
+        while self.running and time.monotonic() < end:
+            time.sleep(0.1)
+        if self.running:
+            os.kill(self.pid, signal.SIGKILL)
+            while self.running and time.monotonic() < end + 5:
+                time.sleep(0.05)
 
     def records(self) -> list[dict]:
         if not self.log_path.exists():
@@ -232,7 +371,10 @@ class TrainingJob:
             return "running"
         if self.stopped_by_user:
             return "stopped"
-        return "finished" if self.proc is not None and self.proc.returncode == 0 else "failed"
+        if self.proc is None:  # adopted: no exit status; the log says how far it got
+            recs = [r for r in self.records() if "step" in r]
+            return "finished" if recs and int(recs[-1]["step"]) >= self.steps else "ended"
+        return "finished" if self.proc.returncode == 0 else "failed"
 
     def error_tail(self) -> str:
         path = self.out / "stderr.txt"
@@ -257,13 +399,86 @@ class TrainingJob:
         return {"state": self.state(), "step": step, "total": self.steps, "fraction": min(1.0, step / self.steps),
                 "elapsed_s": elapsed, "eta_s": left}
 
+    def busy_text(self) -> str:
+        """"The trainer is busy" with the time left, for everyone but the owner."""
+        left = self.progress()["eta_s"]
+        when = f"about {max(1, round(left / 60))} minutes left" if left is not None else "time left not known yet"
+        return f"The trainer is busy ({self.trainable.label}, started by another visitor): {when}."
+
+    def to_lock(self) -> dict:
+        return {"pid": self.pid, "key": self.trainable.key, "out": str(self.out), "steps": self.steps,
+                "batch": self.batch, "data": self.data, "owner": self.owner, "started": self.started,
+                "data_note": self.data_note}
+
 
 class JobManager:
-    """At most one training run per server."""
+    """At most one training run per server, recorded in a lock file that outlives the app."""
 
-    def __init__(self):
+    def __init__(self, root: Path | None = None):
         self._lock = threading.Lock()
+        self._root = root
         self.job: TrainingJob | None = None
+        self._looked = False
+
+    @property
+    def lock_path(self) -> Path:
+        return (self._root or runs_root()) / "active.json"
+
+    def adopt_orphan(self) -> TrainingJob | None:
+        """A trainer left running by an app that died: adopt it (None when there is none).
+
+        A lock file whose process is gone, or is not that run's trainer, is removed.
+        """
+        path = self.lock_path
+        try:
+            rec = json.loads(path.read_text())
+            pid, out = int(rec["pid"]), str(rec["out"])
+            trainable = TRAINABLES[rec["key"]]
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, OSError):
+            path.unlink(missing_ok=True)
+            return None
+        cmd = _cmdline(pid)
+        if not (_pid_alive(pid) and out in cmd and "train" in cmd):
+            path.unlink(missing_ok=True)
+            return None
+        return TrainingJob(trainable, Path(out), int(rec["steps"]), int(rec["batch"]), str(rec["data"]),
+                           owner=str(rec.get("owner", "")), pid=pid, started=float(rec.get("started", time.time())),
+                           data_note=str(rec.get("data_note", "")), adopted=True)
+
+    def current(self) -> TrainingJob | None:
+        """The server's run (running or the last one); looks for an orphan on first use."""
+        with self._lock:
+            if not self._looked:
+                self._looked = True
+                if self.job is None:
+                    self.job = self.adopt_orphan()
+            job = self.job
+        if job is not None and not job.running:
+            self._release(job)
+        return job
+
+    def _release(self, job: TrainingJob) -> None:
+        try:
+            rec = json.loads(self.lock_path.read_text())
+            if int(rec.get("pid", -1)) == job.pid:
+                self.lock_path.unlink(missing_ok=True)
+        except (OSError, ValueError):
+            pass
+
+    def running_job(self) -> TrainingJob | None:
+        job = self.current()
+        return job if job is not None and job.running else None
+
+    def check_free(self, owner: str = "") -> None:
+        """Raise :class:`TrainingBusyError` when a run is in progress (before any upload is unpacked)."""
+        job = self.running_job()
+        if job is not None:
+            if job.owned_by(owner):
+                raise TrainingBusyError(f"your training run ({job.trainable.label}) is still running; "
+                                        "one run at a time per server")
+            raise TrainingBusyError(f"{job.busy_text()} One run at a time per server.")
 
     def start(self, key: str, data: str, steps: int, batch: int, out: Path, owner: str = "",
               data_note: str = "") -> TrainingJob:
@@ -274,22 +489,33 @@ class JobManager:
             raise ComposerError(f"steps must be 1-{MAX_STEPS}")
         if not 1 <= batch <= 512:
             raise ComposerError("batch size must be 1-512")
+        self.current()  # adopt an orphan first, so it counts
         with self._lock:
             if self.job is not None and self.job.running:
-                mins = (time.time() - self.job.started) / 60
-                who = "you" if owner and owner == self.job.owner else "another user"
-                raise TrainingBusyError(f"a training run ({self.job.trainable.label}) started by {who} {mins:.0f} "
-                                        "min ago is still running; one run at a time per server")
-            self.job = TrainingJob(trainables[key], Path(out), int(steps), int(batch), data, owner=owner,
-                                   data_note=data_note)
-            self.job.start()
-            return self.job
+                job = self.job
+                if job.owned_by(owner):
+                    raise TrainingBusyError(f"your training run ({job.trainable.label}) is still running; "
+                                            "one run at a time per server")
+                raise TrainingBusyError(f"{job.busy_text()} One run at a time per server.")
+            job = TrainingJob(trainables[key], Path(out), int(steps), int(batch), data, owner=owner_hash(owner),
+                              data_note=data_note)
+            job.start()
+            self.job = job
+            tmp = self.lock_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(job.to_lock()))
+            os.replace(tmp, self.lock_path)
+            return job
 
-    def stop(self) -> None:
-        with self._lock:
-            job = self.job
-        if job is not None:
-            job.stop()
+    def stop(self, owner: str | None = None) -> TrainingJob | None:
+        """Stop the run; with ``owner``, only when that owner started it (else :class:`NotOwnerError`)."""
+        job = self.current()
+        if job is None or not job.running:
+            return job
+        if owner is not None and not job.owned_by(owner):
+            raise NotOwnerError(f"This run belongs to another visitor; only they can stop it. {job.busy_text()}")
+        job.stop()
+        self._release(job)
+        return job
 
 
 JOBS = JobManager()
