@@ -16,10 +16,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 def test_slider_changes_piano_roll_and_audio():
     from playwright.sync_api import sync_playwright
 
-    from composer.api.musegan import default_checkpoint
-    from composer.ui import compose
-    from composer.ui.app import build_app
-    compose.MODEL.use(default_checkpoint())  # the shipped model: what a musician hears when moving a slider
+    from composer.ui.app import build_app  # the shipped model: what a musician hears when moving a slider
     demo = build_app()
     demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:

@@ -1,5 +1,6 @@
 """The Compose engine and tab, on a small randomly initialised MuseGAN (fast, no shipped weights needed)."""
 import json
+import os
 
 import numpy as np
 import pretty_midi
@@ -141,15 +142,20 @@ def test_midi_has_four_voices_in_range(comp):
 def client(small_ckpt):
     from gradio_client import Client
 
-    from composer.ui import compose as ui_compose
     from composer.ui.app import build_app
-    ui_compose.MODEL.use(small_ckpt)
+    # the server's "shipped" model for this app: the small test checkpoint
+    before = os.environ.get("COMPOSER_MUSEGAN")
+    os.environ["COMPOSER_MUSEGAN"] = str(small_ckpt)
     demo = build_app()
     demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         yield Client(demo.local_url, verbose=False)
     finally:
         demo.close()
+        if before is None:
+            os.environ.pop("COMPOSER_MUSEGAN", None)
+        else:
+            os.environ["COMPOSER_MUSEGAN"] = before
 
 
 def _notes_by_cell(path, tempo=90.0):
