@@ -56,6 +56,11 @@ class NotesModel:
     def arch(self) -> str:
         return self.model.config.arch
 
+    @property
+    def tonic(self) -> str:
+        """"key": trained in C major / A minor (prompts are moved there and back); "none": as written."""
+        return self.card.get("data", {}).get("tonic") or "none"
+
 
 def checkpoint_path(model: str) -> Path:
     """``lstm``/``wavenet`` -> the shipped checkpoint; anything else is a path."""
@@ -141,17 +146,32 @@ def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0,
     return out
 
 
+def prompt_key(prompt: list[str]):
+    """The Krumhansl–Kessler key (:class:`composer.music.keys.Key`) of a token prompt, None without notes."""
+    return T.tokens_key(prompt)
+
+
+def model_shift(nm: NotesModel, prompt: list[str]) -> int:
+    """Semitones the prompt is moved by before sampling: to C major / A minor by its KK key for
+    a model trained there (``tonic: key`` in its card), else 0."""
+    return T.common_tonic_shift(prompt) if nm.tonic == "key" else 0
+
+
 def continue_tokens(prompt: list[str], ticks: int, model: str = "lstm", temperature: float = 1.0, top_k: int = 0,
                     top_p: float = 0.95, seed: int | None = 0) -> list[str]:
-    """New tokens (complete events) lasting ``ticks`` after a token prompt of any length."""
+    """New tokens (complete events) lasting ``ticks`` after a token prompt of any length.
+
+    A model trained in a common tonic continues the prompt moved to C major / A minor (by the
+    prompt's Krumhansl–Kessler key); the continuation is moved back into the prompt's key."""
     nm = load(model)
     prompt = list(prompt) or [T.BOS]
     if prompt[0] != T.BOS:
         prompt = [T.BOS] + prompt
-    ids = nm.vocab.encode(prompt)
+    shift = model_shift(nm, prompt)
+    ids = nm.vocab.encode(T.transpose_tokens(prompt, shift))
     with _lock:
         new = sample_ids(nm, ids, ticks, temperature, top_k, top_p, seed)
-    toks = nm.vocab.decode(new)
+    toks = T.transpose_tokens(nm.vocab.decode(new), -shift)
     # a duration that was cut to a length not in the vocabulary maps to the nearest one;
     # put the exact remaining length back so the continuation ends on the bar line
     events = T.events_from_tokens(toks)
@@ -160,6 +180,14 @@ def continue_tokens(prompt: list[str], ticks: int, model: str = "lstm", temperat
         p, t = events[-1]
         events[-1] = (p, max(1, t - over))
     return T.tokens_from_events(events, bos=False)
+
+
+def meter(pm: pretty_midi.PrettyMIDI | None) -> str:
+    """The first time signature as text ("3/4"); "4/4" when the file has none."""
+    if pm is not None and pm.time_signature_changes:
+        ts = pm.time_signature_changes[0]
+        return f"{ts.numerator}/{ts.denominator}"
+    return "4/4"
 
 
 def bar_quarters(pm: pretty_midi.PrettyMIDI | None) -> float:
@@ -209,7 +237,10 @@ def continue_midi(pm: pretty_midi.PrettyMIDI, bars: int = 4, model: str = "lstm"
     cont = T.midi_from_tokens(new, tempo=tempo, program=prog, name="Continuation", start_quarters=start_q)
     out.instruments.append(cont.instruments[0])
     nm = load(model)
+    key = prompt_key(prompt)
     info = {"model": nm.name, "arch": nm.arch, "prompt_tokens": len(prompt), "new_tokens": len(new),
+            "key": key.name if key else None, "meter": meter(pm), "meter_given": bool(pm.time_signature_changes),
+            "key_shift": model_shift(nm, prompt), "tonic": nm.tonic,
             "new_notes": len(cont.instruments[0].notes), "bars": int(bars), "bar_quarters": bq,
             "tempo": round(tempo, 3), "end_s": round(end_q * spq, 4),
             "seam_s": round(start_q * spq, 4), "sample_s": round(secs, 3), "seed": seed, "temperature": temperature,

@@ -176,6 +176,37 @@ def test_continuation_starts_where_the_prompt_ends_and_lasts_the_bars(tiny_run):
     assert again["tokens"] == info["tokens"]
 
 
+def test_a_common_tonic_model_continues_in_the_prompts_key(tiny_run):
+    """The tiny model is trained in C major / A minor: a prompt in G is moved up a fourth to C,
+    continued, and the continuation moved back, so it equals the continuation of the same
+    prompt written in C, transposed down a fourth."""
+    out, _ = tiny_run
+    path = str(out / "notes_wavenet.safetensors")
+    nm = notes_api.load(path)
+    assert nm.tonic == "key" and nm.card["data"]["tonic"] == "key"
+    in_g = T.parse_note_names("G4 A4/0.5 B4/0.5 C5 D5 B4 G4 F#4/0.5 A4/0.5 G4/2")
+    assert notes_api.prompt_key(in_g).name == "G major" and notes_api.model_shift(nm, in_g) == 5
+    in_c = T.transpose_tokens(in_g, 5)
+    assert notes_api.prompt_key(in_c).name == "C major" and notes_api.model_shift(nm, in_c) == 0
+    a = notes_api.continue_tokens(in_g, 96, model=path, seed=4)
+    b = notes_api.continue_tokens(in_c, 96, model=path, seed=4)
+    assert a == T.transpose_tokens(b, -5) and T.tokens_length_quarters(a) == pytest.approx(8.0)
+    pm = notes_api.prompt_from_text("G4 A4/0.5 B4/0.5 C5 D5 B4 G4 F#4/0.5 A4/0.5 G4/2")
+    info = notes_api.continue_midi(pm, bars=1, model=path, seed=0)[2]
+    assert info["key"] == "G major" and info["meter"] == "4/4" and info["key_shift"] == 5 and info["tonic"] == "key"
+
+
+def test_training_data_moves_every_sequence_to_c_major_or_a_minor(tmp_path):
+    data = tmp_path / "songs.json"
+    T.save_songs(data, _fake_songs(24, seed=2), {})
+    d = training.load_data(str(data), val_fraction=0.25, transpose=0, tonic="key")
+    for s in d.train_songs + d.val_songs:
+        assert T.tokens_key(s.tokens).name in ("C major", "A minor")
+    plain = training.load_data(str(data), val_fraction=0.25, transpose=0, tonic="none")
+    assert any(T.tokens_key(s.tokens).name not in ("C major", "A minor") for s in plain.train_songs)
+    assert d.describe()["tonic"] == "key" and plain.describe()["tonic"] == "none"
+
+
 def test_long_prompts_and_grid_prompts(tiny_run):
     out, _ = tiny_run
     path = str(out / "notes_wavenet.safetensors")
@@ -222,6 +253,10 @@ def test_continue_tab_handler_and_cli(tmp_path):
     png, wav, files, score, status, midi = tab.continue_melody(
         "Grid", None, None, "", tab.default_grid(), "WaveNet (dilated causal CNN)", 1, 1.0, 0, 0.95, 2, tab.SAME, 120)
     assert Path(png).exists() and Path(wav).exists() and len(files) == 3 and "1 bar added" in status
+    assert "C major" in status and "4/4" in status  # the grid's motif C D E G | E C: the prompt's key and meter
+    *outs, seed = tab.continue_another(
+        "Grid", None, None, "", tab.default_grid(), "LSTM", 1, 1.0, 0, 0.95, 2, tab.SAME, 120)
+    assert len(outs) == 6 and seed >= 1 and f"seed {seed}" in outs[4]
     from conftest import run_cli
     out = tmp_path / "cont.mid"
     r = run_cli("continue", "--notes", "C4 E4 G4/2", "--bars", "2", "--model", "lstm", "--seed", "5", "--out", out,

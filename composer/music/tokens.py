@@ -415,6 +415,28 @@ def transpose_token(token: str, shift: int) -> str:
     return token
 
 
+def transpose_tokens(tokens, shift: int) -> list[str]:
+    return [transpose_token(t, shift) for t in tokens] if shift else list(tokens)
+
+
+def tokens_key(tokens):
+    """Krumhansl–Kessler key (:class:`composer.music.keys.Key`) of a token sequence, each
+    sounding pitch weighted by its event's length; None without notes."""
+    from composer.music.keys import find_key
+    ps, ws = [], []
+    for pitches, ticks in events_from_tokens(tokens):
+        for p in pitches:
+            ps.append(p)
+            ws.append(ticks)
+    return find_key(ps, ws) if ps else None
+
+
+def common_tonic_shift(tokens) -> int:
+    """Semitones (-6..+5) that move the sequence's KK key to C major / A minor."""
+    from composer.music.keys import shift_to_common
+    return shift_to_common(tokens_key(tokens))
+
+
 def augmented_counts(sequences, shifts) -> Counter:
     """Token counts over every sequence transposed by every shift (what the model is trained on)."""
     base = Counter(t for seq in sequences for t in seq)

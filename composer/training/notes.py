@@ -45,9 +45,10 @@ CARD_FORMAT = "composer.notes/1"
 class Data:
     """Encoded train/val streams (songs joined, each starting with ``<s>``) and how they were made."""
 
-    def __init__(self, train_songs, val_songs, vocab, counts: dict, source: str, shifts):
+    def __init__(self, train_songs, val_songs, vocab, counts: dict, source: str, shifts, tonic: str = "none"):
         from composer.music.tokens import Fallbacks
         self.vocab, self.counts, self.source, self.shifts = vocab, counts, source, list(shifts)
+        self.tonic = tonic
         self.train_songs, self.val_songs = train_songs, val_songs
         self.fb_train, self.fb_val = Fallbacks(), Fallbacks()
         self.train = np.concatenate([vocab.encode(s.tokens, self.fb_train) for s in train_songs])
@@ -67,18 +68,31 @@ class Data:
                 "train_groups": len({merged[s.group] for s in self.train_songs}),
                 "val_groups": len({merged[s.group] for s in self.val_songs}),
                 "train_tokens": len(self.train), "val_tokens": len(self.val),
-                "transpose_shifts": self.shifts, "vocab_size": len(self.vocab),
+                "transpose_shifts": self.shifts, "tonic": self.tonic, "vocab_size": len(self.vocab),
                 "fallbacks_train": self.fb_train.as_dict(), "fallbacks_val": self.fb_val.as_dict()}
 
 
+def to_common_tonic(songs):
+    """Each song transposed (-6..+5 semitones) so that its Krumhansl–Kessler key becomes
+    C major or A minor (the sequence's own key, from all its notes weighted by length)."""
+    from composer.music.tokens import Song, common_tonic_shift, transpose_tokens
+    return [Song(s.name, s.group, s.kind, transpose_tokens(s.tokens, common_tonic_shift(s.tokens))) for s in songs]
+
+
 def load_data(source: str, max_tunes: int = 600, val_fraction: float = 0.1, transpose: int = 4,
-              vocab_tokens: list[str] | None = None, max_chords: int = 2000) -> Data:
+              vocab_tokens: list[str] | None = None, max_chords: int = 2000, tonic: str = "none") -> Data:
     """Songs of ``source`` split by song; the vocabulary is built from the (transposed)
-    training side unless ``vocab_tokens`` (a checkpoint's) is given."""
+    training side unless ``vocab_tokens`` (a checkpoint's) is given. ``tonic="key"`` moves
+    every sequence (both sides) to C major / A minor by its KK key before the ``transpose``
+    augmentation; ``"none"`` keeps the keys as written."""
     from composer.errors import DataError
     from composer.music.tokens import Vocab, augmented_counts, load_songs, split_songs
     songs, counts = load_songs(source, max_tunes=max_tunes)
     train, val = split_songs(songs, val_fraction)
+    if tonic == "key":
+        train, val = to_common_tonic(train), to_common_tonic(val)
+    elif tonic != "none":
+        raise DataError(f"tonic must be key or none (got {tonic})")
     if not train or not val:
         raise DataError(f"{source}: {len(train)} training and {len(val)} validation songs; need both "
                         f"(add songs or change --val-fraction)")
@@ -87,7 +101,7 @@ def load_data(source: str, max_tunes: int = 600, val_fraction: float = 0.1, tran
         vocab = Vocab(vocab_tokens)
     else:
         vocab = Vocab.from_counts(augmented_counts([s.tokens for s in train], shifts), max_chords=max_chords)
-    data = Data(train, val, vocab, counts, source, shifts)
+    data = Data(train, val, vocab, counts, source, shifts, tonic)
     data.max_tunes, data.val_fraction = max_tunes, val_fraction
     return data
 
@@ -101,12 +115,19 @@ def write_songs(data: Data, path: Path) -> None:
 # Evaluation: the networks and the n-gram baselines, on the same tokens
 # --------------------------------------------------------------------------------------
 
-@torch.no_grad()
 def evaluate_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="cpu") -> float:
     """Mean NLL (nats per token) of ``ids[1:]``, each token predicted from at most
     ``context`` tokens before it: windows of ``context`` tokens with a stride of half a
     window; the first window scores all its tokens, later ones their second half (so
     every token but the first is scored once, with at least ``context // 2`` tokens before it)."""
+    nll = token_nll(model, ids, context, batch, device)
+    return float(nll.sum() / max(len(nll), 1))
+
+
+@torch.no_grad()
+def token_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="cpu") -> np.ndarray:
+    """NLL (nats) of each token of ``ids[1:]`` (array of ``len(ids) - 1``), windowed as in
+    :func:`evaluate_nll`."""
     model.eval()
     ids_t = torch.as_tensor(np.asarray(ids), dtype=torch.long)
     n, W = len(ids_t), context + 1
@@ -117,19 +138,19 @@ def evaluate_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="
         starts = list(range(0, n - W + 1, half))
         if starts[-1] != n - W:
             starts.append(n - W)
-    total, count, covered = 0.0, 0, 1  # covered: index of the next token to score
+    out = np.zeros(max(n - 1, 0), dtype=np.float64)
+    covered = 1  # covered: index of the next token to score
     for i in range(0, len(starts), batch):
         chunk = starts[i:i + batch]
         x = torch.stack([ids_t[s:s + W] for s in chunk]).to(device)
         logp = F.log_softmax(model(x[:, :-1]).float(), dim=-1)
-        lp = logp.gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1).cpu()
+        lp = logp.gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1).cpu().double().numpy()
         for row, s in enumerate(chunk):
             first = max(0, covered - (s + 1))  # position j scores token s + j + 1
             if first < lp.shape[1]:
-                total -= lp[row, first:].sum().item()
-                count += lp.shape[1] - first
+                out[s + first:s + lp.shape[1]] = -lp[row, first:]  # token s + j + 1 -> out[s + j]
             covered = max(covered, s + lp.shape[1] + 1)
-    return total / max(count, 1)
+    return out
 
 
 def ngram_baselines(train_streams, val: np.ndarray, vocab_size: int) -> dict:
@@ -207,7 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="bach", help="bach | folk | all | a folder of MIDI files | a songs .json")
     p.add_argument("--max-tunes", type=int, default=600, help="folk tunes parsed (0: all; ~0.3 s each)")
     p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--transpose", type=int, default=4, help="train on every transposition -N..+N semitones")
+    p.add_argument("--tonic", choices=("key", "none"), default="key",
+                   help="key: move every sequence to C major / A minor by its Krumhansl-Kessler key (sampling "
+                        "then moves the prompt there and the continuation back); none: keys as written")
+    p.add_argument("--transpose", type=int, default=0,
+                   help="also train on every transposition -N..+N semitones (after --tonic)")
     p.add_argument("--max-chords", type=int, default=2000, help="chord tokens kept in the vocabulary")
     p.add_argument("--out", required=True, help="output folder (resumed when it holds last.safetensors)")
     p.add_argument("--preset", default="small", choices=("small", "tiny"))
@@ -261,7 +286,8 @@ def train(args, on_event=None) -> dict:
     resume = last.exists() and not args.no_resume
     ck_tensors, ck_card = load_checkpoint(last) if resume else ({}, {})
     data = load_data(args.data, args.max_tunes, args.val_fraction, args.transpose,
-                     vocab_tokens=ck_card.get("vocab"), max_chords=args.max_chords)
+                     vocab_tokens=ck_card.get("vocab"), max_chords=args.max_chords,
+                     tonic=ck_card.get("args", {}).get("tonic", "none") if resume else args.tonic)
     write_songs(data, out / "data" / "songs.json")
     vocab_tokens = data.vocab.tokens
     config = NotesConfig.from_dict(ck_card["config"]) if resume else make_config(args, len(data.vocab))
