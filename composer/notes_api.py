@@ -111,10 +111,14 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 0.95, seed: int | None = 0, max_tokens: int | None = None) -> list[int]:
+               top_p: float = 0.95, seed: int | None = 0, max_tokens: int | None = None, bar_ticks: int = 0,
+               offset: int = 0, prompt_ticks: int | None = None) -> list[int]:
     """Sample token ids after ``prompt_ids`` until the new events last exactly ``ticks``.
 
     The last event is shortened to land on ``ticks`` (a held note is cut at the bar line).
+    A model that reads bar positions is told where each token falls in bars of
+    ``bar_ticks`` (0: 4/4 assumed), the prompt's first onset lying ``offset`` ticks after a
+    bar line and the prompt lasting ``prompt_ticks`` (default: the sum of its durations).
     """
     if temperature <= 0:
         raise DataError("temperature must be above 0")
@@ -126,9 +130,22 @@ def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0,
     out, total = [], 0
     L = nm.context
     max_tokens = max_tokens or 4 * ticks + 8
+    bar_pos = bool(getattr(nm.model.config, "bar_pos", False))
+    if bar_pos:
+        toks = nm.vocab.decode(ids)
+        pos = [int(p) for p in T.position_ids(toks, bar_ticks, offset)]
+        b, base = (int(bar_ticks) if bar_ticks else 48), T.bar_class(int(bar_ticks)) * T.N_POS
+        cur = int(offset) + (int(prompt_ticks) if prompt_ticks is not None
+                             else sum(int(t[2:]) for t in toks if t.startswith("d:")))
+        if prompt_ticks is not None and not want_dur:
+            pos[-1] = base + min(cur % b, T.N_POS - 1)
     while total < ticks and len(out) < max_tokens:
         x = torch.tensor([ids[-L:]], dtype=torch.long)
-        logits = nm.model.last_logits(x)[0].float() / float(temperature)
+        if bar_pos:
+            logits = nm.model.last_logits(x, torch.tensor([pos[-L:]], dtype=torch.long))[0].float()
+        else:
+            logits = nm.model.last_logits(x)[0].float()
+        logits = logits / float(temperature)
         logits = logits + (nm.dur_mask if want_dur else nm.event_mask)
         logits = _filter(logits, top_k, top_p)
         probs = torch.softmax(logits, dim=-1)
@@ -140,8 +157,12 @@ def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0,
                 tok = nm.vocab.map_token(T.dur_token(rest))
                 d = rest
             total += d
+            if bar_pos:
+                cur += d
         ids.append(tok)
         out.append(tok)
+        if bar_pos:
+            pos.append(base + min(cur % b, T.N_POS - 1))
         want_dur = not want_dur
     return out
 
@@ -158,11 +179,13 @@ def model_shift(nm: NotesModel, prompt: list[str]) -> int:
 
 
 def continue_tokens(prompt: list[str], ticks: int, model: str = "lstm", temperature: float = 1.0, top_k: int = 0,
-                    top_p: float = 0.95, seed: int | None = 0) -> list[str]:
+                    top_p: float = 0.95, seed: int | None = 0, bar_ticks: int = 0, offset: int = 0) -> list[str]:
     """New tokens (complete events) lasting ``ticks`` after a token prompt of any length.
 
     A model trained in a common tonic continues the prompt moved to C major / A minor (by the
-    prompt's Krumhansl–Kessler key); the continuation is moved back into the prompt's key."""
+    prompt's Krumhansl–Kessler key); the continuation is moved back into the prompt's key. A
+    model that reads bar positions is told the bar length (``bar_ticks``, 0: 4/4) and where the
+    prompt's first onset falls (``offset`` ticks after a bar line)."""
     nm = load(model)
     prompt = list(prompt) or [T.BOS]
     if prompt[0] != T.BOS:
@@ -170,7 +193,8 @@ def continue_tokens(prompt: list[str], ticks: int, model: str = "lstm", temperat
     shift = model_shift(nm, prompt)
     ids = nm.vocab.encode(T.transpose_tokens(prompt, shift))
     with _lock:
-        new = sample_ids(nm, ids, ticks, temperature, top_k, top_p, seed)
+        new = sample_ids(nm, ids, ticks, temperature, top_k, top_p, seed, bar_ticks=bar_ticks, offset=offset,
+                         prompt_ticks=sum(t for _, t in T.events_from_tokens(prompt)))
     toks = T.transpose_tokens(nm.vocab.decode(new), -shift)
     # a duration that was cut to a length not in the vocabulary maps to the nearest one;
     # put the exact remaining length back so the continuation ends on the bar line
@@ -221,8 +245,10 @@ def continue_midi(pm: pretty_midi.PrettyMIDI, bars: int = 4, model: str = "lstm"
     # finish the bar the prompt ends in, then add ``bars`` whole bars (bar lines from time 0)
     end_q = math.ceil(start_q / bq - 1e-6) * bq + bars * bq
     ticks = int(round((end_q - start_q) * T.TICKS_PER_QUARTER))
+    bar_ticks = int(round(bq * T.TICKS_PER_QUARTER))
+    offset = int(round(first * T.TICKS_PER_QUARTER)) % bar_ticks if bar_ticks else 0
     t0 = time.perf_counter()
-    new = continue_tokens(prompt, ticks, model, temperature, top_k, top_p, seed)
+    new = continue_tokens(prompt, ticks, model, temperature, top_k, top_p, seed, bar_ticks=bar_ticks, offset=offset)
     secs = time.perf_counter() - t0
     pitched = [i for i in pm.instruments if not i.is_drum]
     prog = int(program) if program is not None else (pitched[0].program if pitched else 0)

@@ -38,6 +38,33 @@ def test_changing_a_future_token_leaves_earlier_outputs_unchanged(arch):
             assert not torch.allclose(y[:, t], y2[:, t])
 
 
+def test_bar_positions_of_tokens():
+    toks = ["<s>", "n:60", "d:12", "n:62", "d:6", "r", "d:30"]
+    # 3/4 (36 ticks, class 1), first onset on beat 3 (24 ticks in)
+    assert T.position_ids(toks, 36, 24).tolist() == [120, 120, 96, 96, 102, 102, 96]
+    # unknown metre: bars of 4/4 counted in the "other" class
+    assert T.position_ids(toks, 0, 0).tolist() == [4 * 96 + x for x in (0, 0, 12, 12, 18, 18, 0)]
+
+
+@pytest.mark.parametrize("arch", ["lstm", "wavenet"])
+def test_bar_positions_are_read_causally(arch):
+    torch.manual_seed(0)
+    cfg = NotesConfig(arch=arch, vocab_size=40, context=16, embed=8, hidden=16, layers=1, channels=8, skip=8,
+                      dilations=dilations_for(16), dropout=0.0, bar_pos=True, n_pos=T.N_POS_IDS)
+    model = build_model(cfg).eval()
+    x = torch.randint(0, 40, (2, 16))
+    pos = torch.randint(0, T.N_POS_IDS, (2, 16))
+    with torch.no_grad():
+        y = model(x, pos)
+        pos2 = pos.clone()
+        pos2[:, 7] = (pos2[:, 7] + 1) % T.N_POS_IDS
+        y2 = model(x, pos2)
+        assert torch.allclose(y[:, :7], y2[:, :7], atol=1e-6) and not torch.allclose(y[:, 7], y2[:, 7])
+        assert torch.allclose(model.last_logits(x, pos), y[:, -1], atol=1e-5)
+    with pytest.raises(ValueError):
+        model(x)
+
+
 def test_wavenet_receptive_field_is_the_context():
     model = _tiny("wavenet", context=16)
     assert model.config.receptive_field() == 16
@@ -90,7 +117,7 @@ def _fake_songs(n=40, seed=0):
         root = rng.choice([60, 62, 65, 67])
         scale = [0, 2, 4, 5, 7, 9, 11, 12]
         events = [((root + rng.choice(scale),), rng.choice([6, 12, 12, 24])) for _ in range(40)]
-        songs.append(T.Song(f"song{i}", f"g{i}", "melody", T.tokens_from_events(events)))
+        songs.append(T.Song(f"song{i}", f"g{i}", "melody", T.tokens_from_events(events), 48, 12 * (i % 4)))
     return songs
 
 

@@ -318,7 +318,7 @@ def continuation_eval(args, models: dict) -> dict:
                     for arch, path in models.items():
                         t0 = time.perf_counter()
                         new = notes_api.continue_tokens(ptoks, end - seam, model=path, temperature=args.temperature,
-                                                        top_p=args.top_p, seed=seed)
+                                                        top_p=args.top_p, seed=seed, bar_ticks=B, offset=start % B)
                         sample_s[arch] += time.perf_counter() - t0
                         rows[arch].append(K.continuation_scores(parr, _arrays(_notes_of_tokens(new, seam)), B))
                     rnd = _random_continuation(pn, T.events_from_tokens(ptoks), seam, end, rng)
@@ -412,7 +412,7 @@ def evaluate(args) -> dict:
                 raise CheckpointError(f"the {arch} model has another vocabulary or tonic than the reference model: "
                                       "train both on the same data")
             t0 = time.perf_counter()
-            per_token[arch] = token_nll(nm.model, data.val, nm.context)
+            per_token[arch] = token_nll(nm.model, data.val, nm.context, pos=data.val_pos)
             result[f"nll_{arch}"] = round(float(per_token[arch].mean()), 5)
             result[f"eval_s_{arch}"] = round(time.perf_counter() - t0, 1)
         streams = {"train": data.train, "train_transposed": transposed_stream(data)}

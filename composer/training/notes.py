@@ -46,13 +46,16 @@ class Data:
     """Encoded train/val streams (songs joined, each starting with ``<s>``) and how they were made."""
 
     def __init__(self, train_songs, val_songs, vocab, counts: dict, source: str, shifts, tonic: str = "none"):
-        from composer.music.tokens import Fallbacks
+        from composer.music.tokens import Fallbacks, position_ids
         self.vocab, self.counts, self.source, self.shifts = vocab, counts, source, list(shifts)
         self.tonic = tonic
         self.train_songs, self.val_songs = train_songs, val_songs
         self.fb_train, self.fb_val = Fallbacks(), Fallbacks()
         self.train = np.concatenate([vocab.encode(s.tokens, self.fb_train) for s in train_songs])
         self.val = np.concatenate([vocab.encode(s.tokens, self.fb_val) for s in val_songs])
+        # where in the bar each token leaves the music (for models with bar_pos)
+        self.train_pos = np.concatenate([position_ids(s.tokens, s.bar, s.offset) for s in train_songs])
+        self.val_pos = np.concatenate([position_ids(s.tokens, s.bar, s.offset) for s in val_songs])
         self.table = vocab.transpose_table(self.shifts)
 
     def describe(self) -> dict:
@@ -69,6 +72,8 @@ class Data:
                 "val_groups": len({merged[s.group] for s in self.val_songs}),
                 "train_tokens": len(self.train), "val_tokens": len(self.val),
                 "transpose_shifts": self.shifts, "tonic": self.tonic, "vocab_size": len(self.vocab),
+                "bars_known": {side: round(float(np.mean([s.bar > 0 for s in songs])), 4) if songs else None
+                               for side, songs in (("train", self.train_songs), ("val", self.val_songs))},
                 "fallbacks_train": self.fb_train.as_dict(), "fallbacks_val": self.fb_val.as_dict()}
 
 
@@ -76,7 +81,8 @@ def to_common_tonic(songs):
     """Each song transposed (-6..+5 semitones) so that its Krumhansl–Kessler key becomes
     C major or A minor (the sequence's own key, from all its notes weighted by length)."""
     from composer.music.tokens import Song, common_tonic_shift, transpose_tokens
-    return [Song(s.name, s.group, s.kind, transpose_tokens(s.tokens, common_tonic_shift(s.tokens))) for s in songs]
+    return [Song(s.name, s.group, s.kind, transpose_tokens(s.tokens, common_tonic_shift(s.tokens)), s.bar, s.offset)
+            for s in songs]
 
 
 def load_data(source: str, max_tunes: int = 600, val_fraction: float = 0.1, transpose: int = 4,
@@ -115,21 +121,25 @@ def write_songs(data: Data, path: Path) -> None:
 # Evaluation: the networks and the n-gram baselines, on the same tokens
 # --------------------------------------------------------------------------------------
 
-def evaluate_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="cpu") -> float:
+def evaluate_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="cpu", pos=None) -> float:
     """Mean NLL (nats per token) of ``ids[1:]``, each token predicted from at most
     ``context`` tokens before it: windows of ``context`` tokens with a stride of half a
     window; the first window scores all its tokens, later ones their second half (so
     every token but the first is scored once, with at least ``context // 2`` tokens before it)."""
-    nll = token_nll(model, ids, context, batch, device)
+    nll = token_nll(model, ids, context, batch, device, pos)
     return float(nll.sum() / max(len(nll), 1))
 
 
 @torch.no_grad()
-def token_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="cpu") -> np.ndarray:
+def token_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="cpu", pos=None) -> np.ndarray:
     """NLL (nats) of each token of ``ids[1:]`` (array of ``len(ids) - 1``), windowed as in
-    :func:`evaluate_nll`."""
+    :func:`evaluate_nll`. ``pos``: the bar positions of ``ids``, for a model that reads them."""
     model.eval()
     ids_t = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+    uses_pos = bool(getattr(getattr(model, "config", None), "bar_pos", False))
+    pos_t = torch.as_tensor(np.asarray(pos), dtype=torch.long) if (uses_pos and pos is not None) else None
+    if uses_pos and pos_t is None:
+        raise ValueError("this model reads bar positions: pass pos")
     n, W = len(ids_t), context + 1
     half = max(1, context // 2)
     if n <= W:
@@ -143,7 +153,8 @@ def token_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="cpu
     for i in range(0, len(starts), batch):
         chunk = starts[i:i + batch]
         x = torch.stack([ids_t[s:s + W] for s in chunk]).to(device)
-        logp = F.log_softmax(model(x[:, :-1]).float(), dim=-1)
+        p = torch.stack([pos_t[s:s + W - 1] for s in chunk]).to(device) if pos_t is not None else None
+        logp = F.log_softmax((model(x[:, :-1], p) if p is not None else model(x[:, :-1])).float(), dim=-1)
         lp = logp.gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1).cpu().double().numpy()
         for row, s in enumerate(chunk):
             first = max(0, covered - (s + 1))  # position j scores token s + j + 1
@@ -231,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tonic", choices=("key", "none"), default="key",
                    help="key: move every sequence to C major / A minor by its Krumhansl-Kessler key (sampling "
                         "then moves the prompt there and the continuation back); none: keys as written")
+    p.add_argument("--no-bar-pos", action="store_true",
+                   help="do not give the model the bar position of each token (meter and pickup from the score)")
     p.add_argument("--transpose", type=int, default=0,
                    help="also train on every transposition -N..+N semitones (after --tonic)")
     p.add_argument("--max-chords", type=int, default=2000, help="chord tokens kept in the vocabulary")
@@ -271,8 +284,10 @@ def make_config(args, vocab_size: int) -> NotesConfig:
         if getattr(args, k, None) is not None:
             sizes[k] = getattr(args, k)
     kernel = sizes.get("kernel", 2)
+    from composer.music.tokens import N_POS_IDS
     return NotesConfig(arch=args.arch, vocab_size=vocab_size, context=args.context,
-                       dilations=dilations_for(args.context, kernel), **sizes)
+                       dilations=dilations_for(args.context, kernel), bar_pos=not getattr(args, "no_bar_pos", False),
+                       n_pos=N_POS_IDS, **sizes)
 
 
 def train(args, on_event=None) -> dict:
@@ -308,6 +323,7 @@ def train(args, on_event=None) -> dict:
         wall_before, tokens_seen = ck_card["wall_s"], ck_card["tokens_seen"]
     timer = Timer(wall_before)
     train_ids = torch.from_numpy(data.train)
+    train_pos = torch.from_numpy(data.train_pos)
     table = torch.from_numpy(data.table)
     L = config.context
     desc = data.describe()
@@ -350,7 +366,7 @@ def train(args, on_event=None) -> dict:
 
     def evaluate():
         nonlocal best
-        v = evaluate_nll(model, data.val, L, device=device)
+        v = evaluate_nll(model, data.val, L, device=device, pos=data.val_pos)
         model.train()
         improved = v < best
         if improved:
@@ -386,7 +402,7 @@ def train(args, on_event=None) -> dict:
         x = table[shift, train_ids[idx]].to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
-        logits = model(x[:, :-1])
+        logits = model(x[:, :-1], train_pos[idx[:, :-1]].to(device)) if config.bar_pos else model(x[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
