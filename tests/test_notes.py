@@ -306,6 +306,27 @@ def test_continue_cli_user_errors_are_one_line(tmp_path, capsys):
     assert "bars" in err[0] and "H4" in err[1] and ".wav" in err[2]
 
 
+def test_init_from_a_checkpoint_without_bar_positions(tmp_path):
+    """A model trained without bar positions warm-starts one with them: same outputs at first
+    (the new embedding starts at zero), then it trains on."""
+    data = tmp_path / "songs.json"
+    T.save_songs(data, _fake_songs(24, seed=3), {})
+    common = ["--arch", "lstm", "--data", str(data), "--preset", "tiny", "--context", "16", "--batch", "4",
+              "--eval-every", "5", "--threads", "1", "--no-tqdm", "--val-fraction", "0.3", "--steps", "5"]
+    assert training.main(common + ["--out", str(tmp_path / "a"), "--no-bar-pos"]) == 0
+    src, card = training.load_model(tmp_path / "a" / "notes_lstm")
+    assert not src.config.bar_pos
+    model = build_model(NotesConfig.from_dict({**card["config"], "bar_pos": True, "n_pos": T.N_POS_IDS}))
+    note = training.init_weights(model, tmp_path / "a" / "last.safetensors", card["vocab"])
+    assert note["zeroed"] == ["embed.pos.weight"]
+    x = torch.randint(0, len(card["vocab"]), (1, 12))
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x, torch.randint(0, T.N_POS_IDS, (1, 12))), src(x), atol=1e-3)
+    assert training.main(common + ["--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "a" / "last.safetensors")]) == 0
+    card_b = json.loads((tmp_path / "b" / "notes_lstm.json").read_text())
+    assert card_b["config"]["bar_pos"] and card_b["training"]["init_from"]["zeroed"] == ["embed.pos.weight"]
+
+
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
     """Weights, Adam state, the batch sampler's and dropout's RNG all come back from
     last.safetensors: 10 + 10 resumed steps give the weights of 20 straight steps."""

@@ -442,7 +442,9 @@ def meter_and_pickup(stream) -> tuple[str | None, float, float]:
     lines on multiples of the bar length (the anacrusis: measure 0's padding, or a short
     first measure)."""
     part = stream.parts[0] if hasattr(stream, "parts") and len(stream.parts) else stream
-    sigs = [ts for ts in part.recurse().getElementsByClass("TimeSignature")]
+    # music21's ABC reader leaves stray signatures shorter than a quarter (e.g. 1/32) at grace
+    # notes and tuplets: they are not metres
+    sigs = [ts for ts in part.recurse().getElementsByClass("TimeSignature") if ts.barDuration.quarterLength >= 1]
     ratios = {ts.ratioString for ts in sigs}
     if len(ratios) != 1:
         return None, 4.0, 0.0

@@ -272,10 +272,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--init-from", help="start from the weights of this notes checkpoint (a model card's .safetensors "
+                   "or a run's last.safetensors; same vocabulary); layers it lacks, such as the bar-position "
+                   "embedding, start at zero")
     p.add_argument("--no-tqdm", action="store_true")
     return p
 
 
+
+
+def init_weights(model, path, vocab_tokens) -> dict:
+    """Copy the weights of the notes checkpoint ``path`` into ``model`` (same vocabulary);
+    tensors the checkpoint lacks (a new bar-position embedding) are set to zero, so the
+    model starts out computing what the checkpoint computed."""
+    from composer.errors import CheckpointError
+    tensors, card = load_checkpoint(Path(path))
+    if card.get("vocab") != list(vocab_tokens):
+        raise CheckpointError(f"{path}: another vocabulary than this data's; train on the same data")
+    state = {(k[6:] if k.startswith("model.") else k): v for k, v in tensors.items()
+             if k.startswith("model.") or not k.startswith(("opt.", "rng."))}
+    if "embed.weight" in state:
+        state["embed.tok.weight"] = state.pop("embed.weight")
+    own = model.state_dict()
+    copied = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    zeroed = [k for k in own if k not in copied]
+    with torch.no_grad():
+        for k in zeroed:
+            own[k].zero_()
+    model.load_state_dict({**own, **{k: v.float() for k, v in copied.items()}})
+    return {"from": str(path), "from_step": card.get("step", card.get("training", {}).get("step")),
+            "copied": len(copied), "zeroed": zeroed}
 
 
 def make_config(args, vocab_size: int) -> NotesConfig:
@@ -314,6 +340,10 @@ def train(args, on_event=None) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.seed)
     step, best, wall_before, tokens_seen = 0, math.inf, 0.0, 0
+    init_note = None
+    if args.init_from and not resume:
+        init_note = init_weights(model, args.init_from, vocab_tokens)
+        print(f"initialised from {args.init_from}: {init_note}", flush=True)
     if resume:
         model.load_state_dict({k[6:]: v for k, v in ck_tensors.items() if k.startswith("model.")})
         load_optimizer_tensors(opt, ck_tensors, "opt")
@@ -350,6 +380,7 @@ def train(args, on_event=None) -> dict:
                              "clip": args.clip, "optimizer": "AdamW", "device": str(device),
                              "threads": torch.get_num_threads(), "cpu": _cpu_name(), "torch": torch.__version__,
                              "seed": args.seed, "steps_planned": args.steps,
+                             "init_from": ck_card.get("init_note") if resume else init_note,
                              "command": command},
                 "metrics": {"val_nll": round(val_nll, 5), **{k: (round(v, 5) if isinstance(v, float) else v)
                                                              for k, v in baselines.items()},
@@ -361,6 +392,7 @@ def train(args, on_event=None) -> dict:
         tensors["rng.batches"] = gen.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
         save_checkpoint(last, tensors, {"format": "composer.notes.resume/1", "step": step, "best": best,
+                                        "init_note": init_note if not resume else ck_card.get("init_note"),
                                         "wall_s": timer.elapsed, "tokens_seen": tokens_seen,
                                         "config": config.to_dict(), "vocab": vocab_tokens, "args": vars(args)})
 
