@@ -38,6 +38,33 @@ def test_changing_a_future_token_leaves_earlier_outputs_unchanged(arch):
             assert not torch.allclose(y[:, t], y2[:, t])
 
 
+def test_bar_positions_of_tokens():
+    toks = ["<s>", "n:60", "d:12", "n:62", "d:6", "r", "d:30"]
+    # 3/4 (36 ticks, class 1), first onset on beat 3 (24 ticks in)
+    assert T.position_ids(toks, 36, 24).tolist() == [120, 120, 96, 96, 102, 102, 96]
+    # unknown metre: bars of 4/4 counted in the "other" class
+    assert T.position_ids(toks, 0, 0).tolist() == [4 * 96 + x for x in (0, 0, 12, 12, 18, 18, 0)]
+
+
+@pytest.mark.parametrize("arch", ["lstm", "wavenet"])
+def test_bar_positions_are_read_causally(arch):
+    torch.manual_seed(0)
+    cfg = NotesConfig(arch=arch, vocab_size=40, context=16, embed=8, hidden=16, layers=1, channels=8, skip=8,
+                      dilations=dilations_for(16), dropout=0.0, bar_pos=True, n_pos=T.N_POS_IDS)
+    model = build_model(cfg).eval()
+    x = torch.randint(0, 40, (2, 16))
+    pos = torch.randint(0, T.N_POS_IDS, (2, 16))
+    with torch.no_grad():
+        y = model(x, pos)
+        pos2 = pos.clone()
+        pos2[:, 7] = (pos2[:, 7] + 1) % T.N_POS_IDS
+        y2 = model(x, pos2)
+        assert torch.allclose(y[:, :7], y2[:, :7], atol=1e-6) and not torch.allclose(y[:, 7], y2[:, 7])
+        assert torch.allclose(model.last_logits(x, pos), y[:, -1], atol=1e-5)
+    with pytest.raises(ValueError):
+        model(x)
+
+
 def test_wavenet_receptive_field_is_the_context():
     model = _tiny("wavenet", context=16)
     assert model.config.receptive_field() == 16
@@ -90,7 +117,7 @@ def _fake_songs(n=40, seed=0):
         root = rng.choice([60, 62, 65, 67])
         scale = [0, 2, 4, 5, 7, 9, 11, 12]
         events = [((root + rng.choice(scale),), rng.choice([6, 12, 12, 24])) for _ in range(40)]
-        songs.append(T.Song(f"song{i}", f"g{i}", "melody", T.tokens_from_events(events)))
+        songs.append(T.Song(f"song{i}", f"g{i}", "melody", T.tokens_from_events(events), 48, 12 * (i % 4)))
     return songs
 
 
@@ -176,6 +203,37 @@ def test_continuation_starts_where_the_prompt_ends_and_lasts_the_bars(tiny_run):
     assert again["tokens"] == info["tokens"]
 
 
+def test_a_common_tonic_model_continues_in_the_prompts_key(tiny_run):
+    """The tiny model is trained in C major / A minor: a prompt in G is moved up a fourth to C,
+    continued, and the continuation moved back, so it equals the continuation of the same
+    prompt written in C, transposed down a fourth."""
+    out, _ = tiny_run
+    path = str(out / "notes_wavenet.safetensors")
+    nm = notes_api.load(path)
+    assert nm.tonic == "key" and nm.card["data"]["tonic"] == "key"
+    in_g = T.parse_note_names("G4 A4/0.5 B4/0.5 C5 D5 B4 G4 F#4/0.5 A4/0.5 G4/2")
+    assert notes_api.prompt_key(in_g).name == "G major" and notes_api.model_shift(nm, in_g) == 5
+    in_c = T.transpose_tokens(in_g, 5)
+    assert notes_api.prompt_key(in_c).name == "C major" and notes_api.model_shift(nm, in_c) == 0
+    a = notes_api.continue_tokens(in_g, 96, model=path, seed=4)
+    b = notes_api.continue_tokens(in_c, 96, model=path, seed=4)
+    assert a == T.transpose_tokens(b, -5) and T.tokens_length_quarters(a) == pytest.approx(8.0)
+    pm = notes_api.prompt_from_text("G4 A4/0.5 B4/0.5 C5 D5 B4 G4 F#4/0.5 A4/0.5 G4/2")
+    info = notes_api.continue_midi(pm, bars=1, model=path, seed=0)[2]
+    assert info["key"] == "G major" and info["meter"] == "4/4" and info["key_shift"] == 5 and info["tonic"] == "key"
+
+
+def test_training_data_moves_every_sequence_to_c_major_or_a_minor(tmp_path):
+    data = tmp_path / "songs.json"
+    T.save_songs(data, _fake_songs(24, seed=2), {})
+    d = training.load_data(str(data), val_fraction=0.25, transpose=0, tonic="key")
+    for s in d.train_songs + d.val_songs:
+        assert T.tokens_key(s.tokens).name in ("C major", "A minor")
+    plain = training.load_data(str(data), val_fraction=0.25, transpose=0, tonic="none")
+    assert any(T.tokens_key(s.tokens).name not in ("C major", "A minor") for s in plain.train_songs)
+    assert d.describe()["tonic"] == "key" and plain.describe()["tonic"] == "none"
+
+
 def test_long_prompts_and_grid_prompts(tiny_run):
     out, _ = tiny_run
     path = str(out / "notes_wavenet.safetensors")
@@ -222,6 +280,10 @@ def test_continue_tab_handler_and_cli(tmp_path):
     png, wav, files, score, status, midi = tab.continue_melody(
         "Grid", None, None, "", tab.default_grid(), "WaveNet (dilated causal CNN)", 1, 1.0, 0, 0.95, 2, tab.SAME, 120)
     assert Path(png).exists() and Path(wav).exists() and len(files) == 3 and "1 bar added" in status
+    assert "C major" in status and "4/4" in status  # the grid's motif C D E G | E C: the prompt's key and meter
+    *outs, seed = tab.continue_another(
+        "Grid", None, None, "", tab.default_grid(), "LSTM", 1, 1.0, 0, 0.95, 2, tab.SAME, 120)
+    assert len(outs) == 6 and seed >= 1 and f"seed {seed}" in outs[4]
     from conftest import run_cli
     out = tmp_path / "cont.mid"
     r = run_cli("continue", "--notes", "C4 E4 G4/2", "--bars", "2", "--model", "lstm", "--seed", "5", "--out", out,
@@ -242,6 +304,27 @@ def test_continue_cli_user_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err)
     assert "bars" in err[0] and "H4" in err[1] and ".wav" in err[2]
+
+
+def test_init_from_a_checkpoint_without_bar_positions(tmp_path):
+    """A model trained without bar positions warm-starts one with them: same outputs at first
+    (the new embedding starts at zero), then it trains on."""
+    data = tmp_path / "songs.json"
+    T.save_songs(data, _fake_songs(24, seed=3), {})
+    common = ["--arch", "lstm", "--data", str(data), "--preset", "tiny", "--context", "16", "--batch", "4",
+              "--eval-every", "5", "--threads", "1", "--no-tqdm", "--val-fraction", "0.3", "--steps", "5"]
+    assert training.main(common + ["--out", str(tmp_path / "a"), "--no-bar-pos"]) == 0
+    src, card = training.load_model(tmp_path / "a" / "notes_lstm")
+    assert not src.config.bar_pos
+    model = build_model(NotesConfig.from_dict({**card["config"], "bar_pos": True, "n_pos": T.N_POS_IDS}))
+    note = training.init_weights(model, tmp_path / "a" / "last.safetensors", card["vocab"])
+    assert note["zeroed"] == ["embed.pos.weight"]
+    x = torch.randint(0, len(card["vocab"]), (1, 12))
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x, torch.randint(0, T.N_POS_IDS, (1, 12))), src(x), atol=1e-3)
+    assert training.main(common + ["--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "a" / "last.safetensors")]) == 0
+    card_b = json.loads((tmp_path / "b" / "notes_lstm.json").read_text())
+    assert card_b["config"]["bar_pos"] and card_b["training"]["init_from"]["zeroed"] == ["embed.pos.weight"]
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):

@@ -57,6 +57,11 @@ class NotesModel:
     def arch(self) -> str:
         return self.model.config.arch
 
+    @property
+    def tonic(self) -> str:
+        """"key": trained in C major / A minor (prompts are moved there and back); "none": as written."""
+        return self.card.get("data", {}).get("tonic") or "none"
+
 
 def checkpoint_path(model: str) -> Path:
     """``lstm``/``wavenet`` -> the shipped checkpoint; anything else is a path."""
@@ -67,7 +72,7 @@ def checkpoint_path(model: str) -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str) -> NotesModel:
-    from composer.training.notes import load_model
+    from composer.models.notes import load as load_model
     model, card = load_model(path)
     return NotesModel(model, T.Vocab(card["vocab"]), card, Path(path).stem)
 
@@ -121,11 +126,14 @@ def _model_on(nm: NotesModel, device) -> torch.nn.Module:
 
 @torch.no_grad()
 def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 0.95, seed: int | None = 0, max_tokens: int | None = None,
-               device=None) -> list[int]:
+               top_p: float = 0.95, seed: int | None = 0, max_tokens: int | None = None, bar_ticks: int = 0,
+               offset: int = 0, prompt_ticks: int | None = None, device=None) -> list[int]:
     """Sample token ids after ``prompt_ids`` until the new events last exactly ``ticks``.
 
     The last event is shortened to land on ``ticks`` (a held note is cut at the bar line).
+    A model that reads bar positions is told where each token falls in bars of
+    ``bar_ticks`` (0: 4/4 assumed), the prompt's first onset lying ``offset`` ticks after a
+    bar line and the prompt lasting ``prompt_ticks`` (default: the sum of its durations).
     ``device``: where the network runs (None: the CPU); the sampling itself stays on the CPU,
     so a seed gives the same music everywhere up to the network's float rounding.
     """
@@ -141,9 +149,22 @@ def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0,
     out, total = [], 0
     L = nm.context
     max_tokens = max_tokens or 4 * ticks + 8
+    bar_pos = bool(getattr(nm.model.config, "bar_pos", False))
+    if bar_pos:
+        toks = nm.vocab.decode(ids)
+        pos = [int(p) for p in T.position_ids(toks, bar_ticks, offset)]
+        b, base = (int(bar_ticks) if bar_ticks else 48), T.bar_class(int(bar_ticks)) * T.N_POS
+        cur = int(offset) + (int(prompt_ticks) if prompt_ticks is not None
+                             else sum(int(t[2:]) for t in toks if t.startswith("d:")))
+        if prompt_ticks is not None and not want_dur:
+            pos[-1] = base + min(cur % b, T.N_POS - 1)
     while total < ticks and len(out) < max_tokens:
         x = torch.tensor([ids[-L:]], dtype=torch.long, device=dev)
-        logits = model.last_logits(x)[0].float().cpu() / float(temperature)
+        if bar_pos:
+            logits = model.last_logits(x, torch.tensor([pos[-L:]], dtype=torch.long, device=dev))[0].float().cpu()
+        else:
+            logits = model.last_logits(x)[0].float().cpu()
+        logits = logits / float(temperature)
         logits = logits + (nm.dur_mask if want_dur else nm.event_mask)
         logits = _filter(logits, top_k, top_p)
         probs = torch.softmax(logits, dim=-1)
@@ -155,23 +176,46 @@ def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0,
                 tok = nm.vocab.map_token(T.dur_token(rest))
                 d = rest
             total += d
+            if bar_pos:
+                cur += d
         ids.append(tok)
         out.append(tok)
+        if bar_pos:
+            pos.append(base + min(cur % b, T.N_POS - 1))
         want_dur = not want_dur
     return out
 
 
+def prompt_key(prompt: list[str]):
+    """The Krumhansl–Kessler key (:class:`composer.music.keys.Key`) of a token prompt, None without notes."""
+    return T.tokens_key(prompt)
+
+
+def model_shift(nm: NotesModel, prompt: list[str]) -> int:
+    """Semitones the prompt is moved by before sampling: to C major / A minor by its KK key for
+    a model trained there (``tonic: key`` in its card), else 0."""
+    return T.common_tonic_shift(prompt) if nm.tonic == "key" else 0
+
+
 def continue_tokens(prompt: list[str], ticks: int, model: str = "lstm", temperature: float = 1.0, top_k: int = 0,
-                    top_p: float = 0.95, seed: int | None = 0, device=None) -> list[str]:
-    """New tokens (complete events) lasting ``ticks`` after a token prompt of any length."""
+                    top_p: float = 0.95, seed: int | None = 0, bar_ticks: int = 0, offset: int = 0,
+                    device=None) -> list[str]:
+    """New tokens (complete events) lasting ``ticks`` after a token prompt of any length.
+
+    A model trained in a common tonic continues the prompt moved to C major / A minor (by the
+    prompt's Krumhansl–Kessler key); the continuation is moved back into the prompt's key. A
+    model that reads bar positions is told the bar length (``bar_ticks``, 0: 4/4) and where the
+    prompt's first onset falls (``offset`` ticks after a bar line)."""
     nm = load(model)
     prompt = list(prompt) or [T.BOS]
     if prompt[0] != T.BOS:
         prompt = [T.BOS] + prompt
-    ids = nm.vocab.encode(prompt)
+    shift = model_shift(nm, prompt)
+    ids = nm.vocab.encode(T.transpose_tokens(prompt, shift))
     with _lock:
-        new = sample_ids(nm, ids, ticks, temperature, top_k, top_p, seed, device=device)
-    toks = nm.vocab.decode(new)
+        new = sample_ids(nm, ids, ticks, temperature, top_k, top_p, seed, bar_ticks=bar_ticks, offset=offset,
+                         prompt_ticks=sum(t for _, t in T.events_from_tokens(prompt)), device=device)
+    toks = T.transpose_tokens(nm.vocab.decode(new), -shift)
     # a duration that was cut to a length not in the vocabulary maps to the nearest one;
     # put the exact remaining length back so the continuation ends on the bar line
     events = T.events_from_tokens(toks)
@@ -180,6 +224,14 @@ def continue_tokens(prompt: list[str], ticks: int, model: str = "lstm", temperat
         p, t = events[-1]
         events[-1] = (p, max(1, t - over))
     return T.tokens_from_events(events, bos=False)
+
+
+def meter(pm: pretty_midi.PrettyMIDI | None) -> str:
+    """The first time signature as text ("3/4"); "4/4" when the file has none."""
+    if pm is not None and pm.time_signature_changes:
+        ts = pm.time_signature_changes[0]
+        return f"{ts.numerator}/{ts.denominator}"
+    return "4/4"
 
 
 def bar_quarters(pm: pretty_midi.PrettyMIDI | None) -> float:
@@ -214,8 +266,11 @@ def continue_midi(pm: pretty_midi.PrettyMIDI, bars: int = 4, model: str = "lstm"
     # finish the bar the prompt ends in, then add ``bars`` whole bars (bar lines from time 0)
     end_q = math.ceil(start_q / bq - 1e-6) * bq + bars * bq
     ticks = int(round((end_q - start_q) * T.TICKS_PER_QUARTER))
+    bar_ticks = int(round(bq * T.TICKS_PER_QUARTER))
+    offset = int(round(first * T.TICKS_PER_QUARTER)) % bar_ticks if bar_ticks else 0
     t0 = time.perf_counter()
-    new = continue_tokens(prompt, ticks, model, temperature, top_k, top_p, seed, device=device)
+    new = continue_tokens(prompt, ticks, model, temperature, top_k, top_p, seed, bar_ticks=bar_ticks, offset=offset,
+                          device=device)
     secs = time.perf_counter() - t0
     pitched = [i for i in pm.instruments if not i.is_drum]
     prog = int(program) if program is not None else (pitched[0].program if pitched else 0)
@@ -230,7 +285,10 @@ def continue_midi(pm: pretty_midi.PrettyMIDI, bars: int = 4, model: str = "lstm"
     cont = T.midi_from_tokens(new, tempo=tempo, program=prog, name="Continuation", start_quarters=start_q)
     out.instruments.append(cont.instruments[0])
     nm = load(model)
+    key = prompt_key(prompt)
     info = {"model": nm.name, "arch": nm.arch, "prompt_tokens": len(prompt), "new_tokens": len(new),
+            "key": key.name if key else None, "meter": meter(pm), "meter_given": bool(pm.time_signature_changes),
+            "key_shift": model_shift(nm, prompt), "tonic": nm.tonic,
             "new_notes": len(cont.instruments[0].notes), "bars": int(bars), "bar_quarters": bq,
             "tempo": round(tempo, 3), "end_s": round(end_q * spq, 4),
             "seam_s": round(start_q * spq, 4), "sample_s": round(secs, 3), "seed": seed, "temperature": temperature,

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         print(json.dumps(info))
     else:
         print(f"{out}: {info['bars']} bars added by {info['model']} ({info['new_notes']} notes) after "
-              f"{seam:.2f} s of prompt; {info['seconds']} s in all")
+              f"{seam:.2f} s of prompt ({info['key'] or 'no key'}, {info['meter']}); {info['seconds']} s in all")
     return 0
 
 

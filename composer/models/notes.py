@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from composer.checkpoints import load_checkpoint, pair_paths
+from composer.errors import CheckpointError
+
+#: The model card's ``format`` for this model.
+CARD_FORMAT = "composer.notes/1"
 
 
 @dataclass
@@ -30,6 +38,10 @@ class NotesConfig:
     kernel: int = 2
     dilations: tuple = (1, 2, 4, 8, 16, 32)
     dropout: float = 0.1
+    # bar position: an embedding of where in the bar each token leaves the music
+    # (composer.music.tokens.position_ids) is added to the token embedding
+    bar_pos: bool = False
+    n_pos: int = 480
 
     def __post_init__(self):
         self.dilations = tuple(int(d) for d in self.dilations)
@@ -50,6 +62,28 @@ class NotesConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+class _Embed(nn.Module):
+    """Token embedding, plus the bar-position embedding when the config asks for it."""
+
+    def __init__(self, config: NotesConfig):
+        super().__init__()
+        self.tok = nn.Embedding(config.vocab_size, config.embed)
+        self.pos = nn.Embedding(config.n_pos, config.embed) if config.bar_pos else None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "weight" in state_dict:  # checkpoints before bar positions: a plain nn.Embedding
+            state_dict[prefix + "tok.weight"] = state_dict.pop(prefix + "weight")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x, pos=None):
+        e = self.tok(x)
+        if self.pos is not None:
+            if pos is None:
+                raise ValueError("this model reads bar positions: pass pos (composer.music.tokens.position_ids)")
+            e = e + self.pos(pos)
+        return e
+
+
 def dilations_for(context: int, kernel: int = 2) -> tuple:
     """Doubling dilations whose receptive field covers ``context`` exactly when possible."""
     out, d = [], 1
@@ -65,20 +99,21 @@ class NotesLSTM(nn.Module):
     def __init__(self, config: NotesConfig):
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.embed)
+        self.embed = _Embed(config)
         self.lstm = nn.LSTM(config.embed, config.hidden, num_layers=config.layers, batch_first=True,
                             dropout=config.dropout if config.layers > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden, config.vocab_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (batch, time) int64 -> logits (batch, time, vocab); position t sees x[:, :t+1]."""
-        out, _ = self.lstm(self.embed(x))
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (batch, time) int64 -> logits (batch, time, vocab); position t sees x[:, :t+1]
+        (and ``pos[:, :t+1]``, the bar positions, for a ``bar_pos`` model)."""
+        out, _ = self.lstm(self.embed(x, pos))
         return self.head(self.drop(out))
 
-    def last_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def last_logits(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the last position only (batch, vocab): what sampling needs."""
-        out, _ = self.lstm(self.embed(x))
+        out, _ = self.lstm(self.embed(x, pos))
         return self.head(out[:, -1])
 
 
@@ -116,29 +151,31 @@ class NotesWaveNet(nn.Module):
     def __init__(self, config: NotesConfig):
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.embed)
+        self.embed = _Embed(config)
         self.inp = CausalConv1d(config.embed, config.channels, 1)
         self.blocks = nn.ModuleList(GatedBlock(config.channels, config.skip, config.kernel, d, config.dropout)
                                     for d in config.dilations)
         self.out1 = nn.Conv1d(config.skip, config.skip, 1)
         self.out2 = nn.Conv1d(config.skip, config.vocab_size, 1)
 
-    def _skips(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.inp(self.embed(x).transpose(1, 2))
+    def _skips(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.inp(self.embed(x, pos).transpose(1, 2))
         skips = 0
         for block in self.blocks:
             h, s = block(h)
             skips = skips + s
         return skips
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (batch, time) int64 -> logits (batch, time, vocab); position t sees x[:, :t+1]."""
-        y = self.out2(F.relu(self.out1(F.relu(self._skips(x)))))
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (batch, time) int64 -> logits (batch, time, vocab); position t sees x[:, :t+1]
+        (and ``pos[:, :t+1]``, the bar positions, for a ``bar_pos`` model)."""
+        y = self.out2(F.relu(self.out1(F.relu(self._skips(x, pos)))))
         return y.transpose(1, 2)
 
-    def last_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def last_logits(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the last position only (batch, vocab): what sampling needs."""
-        s = self._skips(x[:, -self.config.receptive_field():])[:, :, -1:]
+        rf = self.config.receptive_field()
+        s = self._skips(x[:, -rf:], None if pos is None else pos[:, -rf:])[:, :, -1:]
         return self.out2(F.relu(self.out1(F.relu(s))))[:, :, 0]
 
 
@@ -157,3 +194,20 @@ PRESETS = {
     "wavenet": {"small": dict(embed=96, channels=96, skip=128, kernel=2, dropout=0.1),
                 "tiny": dict(embed=16, channels=16, skip=16, kernel=2, dropout=0.0)},
 }
+
+
+def load(path, dtype=torch.float32):
+    """(model, card) of a notes checkpoint (``path`` with or without .safetensors/.json)."""
+    weights, card_path = pair_paths(path)
+    if not weights.exists() or not card_path.exists():
+        raise CheckpointError(f"checkpoint {weights.with_suffix('')}(.safetensors, .json) not found")
+    tensors, card = load_checkpoint(weights)
+    if card.get("format") != CARD_FORMAT:
+        raise CheckpointError(f"{weights.name} is not a notes model (format {card.get('format')!r})")
+    try:
+        model = build_model(NotesConfig.from_dict(card["config"]))
+        model.load_state_dict({k: v.to(dtype) for k, v in tensors.items()})
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise CheckpointError(f"cannot load {weights.name}: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    return model, card

@@ -39,7 +39,11 @@ MAX_TICKS = 8 * TICKS_PER_QUARTER
 MAX_TYPED_NOTES = 2000
 BOS, REST = "<s>", "r"
 SPECIALS = (BOS, REST)
-CACHE_VERSION = "notes_tokens_v1"
+CACHE_VERSION = "notes_tokens_v2"  # v2: songs carry their bar length and the bar position of their first onset
+#: Bar positions the models see: ``bar class * N_POS + (time since the bar line, in ticks)``.
+N_POS = 96
+BAR_CLASSES = (24, 36, 48, 72)  # bar lengths in ticks: 2/4, 3/4 and 6/8, 4/4, 3/2 and 12/8; then "other"
+N_POS_IDS = N_POS * (len(BAR_CLASSES) + 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -400,19 +404,98 @@ class Song:
     group: str
     kind: str  # "voice", "chords" or "melody"
     tokens: list[str]
+    bar: int = 0     # bar length in ticks (0: unknown)
+    offset: int = 0  # ticks from the bar line before the first onset to the first onset
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "group": self.group, "kind": self.kind, "tokens": " ".join(self.tokens)}
+        return {"name": self.name, "group": self.group, "kind": self.kind, "tokens": " ".join(self.tokens),
+                "bar": self.bar, "offset": self.offset}
 
     @classmethod
     def from_dict(cls, d: dict) -> Song:
-        return cls(d["name"], d["group"], d["kind"], d["tokens"].split())
+        return cls(d["name"], d["group"], d["kind"], d["tokens"].split(), int(d.get("bar", 0)), int(d.get("offset", 0)))
+
+
+def bar_class(bar: int) -> int:
+    return BAR_CLASSES.index(bar) if bar in BAR_CLASSES else len(BAR_CLASSES)
+
+
+def position_ids(tokens, bar: int = 0, offset: int = 0) -> np.ndarray:
+    """Where in the bar each token leaves the music: ``bar_class(bar) * N_POS + ticks since
+    the last bar line`` (capped at ``N_POS - 1``). ``<s>`` and a pitch/chord/rest token sit at
+    the event's onset, a duration token moves on to the next onset. ``bar`` 0 (unknown) counts
+    bars of 4/4 in the "other" class."""
+    b = int(bar) if bar else 48
+    base = bar_class(int(bar)) * N_POS
+    cur = int(offset)
+    out = np.empty(len(tokens), dtype=np.int64)
+    for i, tok in enumerate(tokens):
+        if tok.startswith("d:"):
+            cur += int(tok[2:])
+        out[i] = base + min(cur % b, N_POS - 1)
+    return out
+
+
+def meter_and_pickup(stream) -> tuple[str | None, float, float]:
+    """(meter as "3/4" or None when missing or changing, bar length in quarters, pickup
+    shift in quarters) of a music21 part or score: adding the shift to every offset puts bar
+    lines on multiples of the bar length (the anacrusis: measure 0's padding, or a short
+    first measure)."""
+    part = stream.parts[0] if hasattr(stream, "parts") and len(stream.parts) else stream
+    # music21's ABC reader leaves stray signatures shorter than a quarter (e.g. 1/32) at grace
+    # notes and tuplets: they are not metres
+    sigs = [ts for ts in part.recurse().getElementsByClass("TimeSignature") if ts.barDuration.quarterLength >= 1]
+    ratios = {ts.ratioString for ts in sigs}
+    if len(ratios) != 1:
+        return None, 4.0, 0.0
+    ts = sigs[0]
+    bar_q = float(ts.barDuration.quarterLength)
+    measures = part.getElementsByClass("Measure")
+    pad = 0.0
+    if len(measures):
+        m0 = measures[0]
+        pad = float(m0.paddingLeft or 0.0)
+        if not pad:
+            content = float(m0.highestTime)
+            if 0 < content < bar_q - 1e-6:
+                pad = bar_q - content
+    return ts.ratioString, bar_q, pad
+
+
+def _bar_and_offset(stream, first_onset: float) -> tuple[int, int]:
+    meter, bar_q, pad = meter_and_pickup(stream)
+    if meter is None:
+        return 0, 0
+    bar = int(round(bar_q * TICKS_PER_QUARTER))
+    return bar, int(round((first_onset + pad) * TICKS_PER_QUARTER)) % bar
 
 
 def transpose_token(token: str, shift: int) -> str:
     if shift and (token.startswith("n:") or token.startswith("c:")):
         return pitch_token([p + shift for p in token_pitches(token)])
     return token
+
+
+def transpose_tokens(tokens, shift: int) -> list[str]:
+    return [transpose_token(t, shift) for t in tokens] if shift else list(tokens)
+
+
+def tokens_key(tokens):
+    """Krumhansl–Kessler key (:class:`composer.music.keys.Key`) of a token sequence, each
+    sounding pitch weighted by its event's length; None without notes."""
+    from composer.music.keys import find_key
+    ps, ws = [], []
+    for pitches, ticks in events_from_tokens(tokens):
+        for p in pitches:
+            ps.append(p)
+            ws.append(ticks)
+    return find_key(ps, ws) if ps else None
+
+
+def common_tonic_shift(tokens) -> int:
+    """Semitones (-6..+5) that move the sequence's KK key to C major / A minor."""
+    from composer.music.keys import shift_to_common
+    return shift_to_common(tokens_key(tokens))
 
 
 def augmented_counts(sequences, shifts) -> Counter:
@@ -500,16 +583,22 @@ def _chorale_songs(name: str) -> list[Song]:
     parts = list(score.parts)
     if not parts:
         return []
-    voices = [tokens_from_stream(p) for p in parts]
-    voices = [v for v in voices if len(v) > 4]
+    notes = [stream_notes(p) for p in parts]
+    voices = [(tokens_from_events(events_from_notes(n)), n) for n in notes]
+    voices = [(v, n) for v, n in voices if len(v) > 4]
     if not voices:
         return []
-    group = melody_group(voices[0])
+    group = melody_group(voices[0][0])
     short = name.split("/")[-1]
-    songs = [Song(f"{short}:{i}", group, "voice", v) for i, v in enumerate(voices)]
+    songs = []
+    for i, (v, n) in enumerate(voices):
+        bar, off = _bar_and_offset(score, min(s for s, _, _ in n))
+        songs.append(Song(f"{short}:{i}", group, "voice", v, bar, off))
     if len(parts) > 1:
-        all_notes = [n for p in parts for n in stream_notes(p)]
-        songs.append(Song(f"{short}:chords", group, "chords", tokens_from_events(events_from_notes(all_notes))))
+        all_notes = [n for p in notes for n in p]
+        bar, off = _bar_and_offset(score, min(s for s, _, _ in all_notes))
+        songs.append(Song(f"{short}:chords", group, "chords", tokens_from_events(events_from_notes(all_notes)),
+                          bar, off))
     return songs
 
 
@@ -521,11 +610,13 @@ def _folk_song(i: int, tune: str) -> Song | None:
             score = converter.parse(tune, format="abc")
     except Exception:  # noqa: BLE001 - a tune music21 cannot read is skipped, and counted
         return None
-    toks = tokens_from_stream(score)
+    notes = stream_notes(score)
+    toks = tokens_from_events(events_from_notes(notes))
     if len(toks) < 9:
         return None
     from composer.music.abc import title_key
-    return Song(f"folk{i}", "tune:" + title_key(tune), "melody", toks)
+    bar, off = _bar_and_offset(score, min(s for s, _, _ in notes))
+    return Song(f"folk{i}", "tune:" + title_key(tune), "melody", toks, bar, off)
 
 
 def _progress(it, total, desc):
@@ -573,11 +664,18 @@ def build_midi_folder(path: Path) -> tuple[list[Song], dict]:
     songs, failed = [], 0
     for f in files:
         try:
-            toks = tokens_from_midi(load_midi(f))
+            pm = load_midi(f)
+            notes = midi_notes(pm)
+            toks = tokens_from_events(events_from_notes(notes))
         except ComposerError:
             failed += 1
             continue
-        songs.append(Song(f.stem, "file:" + str(f.relative_to(path)), "midi", toks))
+        bar = off = 0
+        if pm.time_signature_changes and notes:  # bar lines from time 0 in the first metre
+            ts = pm.time_signature_changes[0]
+            bar = int(round(ts.numerator * 4 * TICKS_PER_QUARTER / ts.denominator))
+            off = int(round(min(s for s, _, _ in notes) * TICKS_PER_QUARTER)) % bar
+        songs.append(Song(f.stem, "file:" + str(f.relative_to(path)), "midi", toks, bar, off))
     return songs, {"files": len(files), "unreadable_files": failed}
 
 

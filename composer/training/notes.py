@@ -30,12 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from composer.models.notes import PRESETS, NotesConfig, build_model, dilations_for, n_params
+from composer.models.notes import CARD_FORMAT, PRESETS, NotesConfig, build_model, dilations_for, n_params
+from composer.models.notes import load as load_model  # noqa: F401  (the trainer's name for it)
 from composer.training.loop import JsonlLog, Timer, load_checkpoint, load_optimizer_tensors, lr_at, optimizer_tensors
 from composer.training.loop import cpu_name as _cpu_name
 from composer.training.loop import save_checkpoint, setup_process
 
-CARD_FORMAT = "composer.notes/1"
 
 
 # --------------------------------------------------------------------------------------
@@ -45,13 +45,17 @@ CARD_FORMAT = "composer.notes/1"
 class Data:
     """Encoded train/val streams (songs joined, each starting with ``<s>``) and how they were made."""
 
-    def __init__(self, train_songs, val_songs, vocab, counts: dict, source: str, shifts):
-        from composer.music.tokens import Fallbacks
+    def __init__(self, train_songs, val_songs, vocab, counts: dict, source: str, shifts, tonic: str = "none"):
+        from composer.music.tokens import Fallbacks, position_ids
         self.vocab, self.counts, self.source, self.shifts = vocab, counts, source, list(shifts)
+        self.tonic = tonic
         self.train_songs, self.val_songs = train_songs, val_songs
         self.fb_train, self.fb_val = Fallbacks(), Fallbacks()
         self.train = np.concatenate([vocab.encode(s.tokens, self.fb_train) for s in train_songs])
         self.val = np.concatenate([vocab.encode(s.tokens, self.fb_val) for s in val_songs])
+        # where in the bar each token leaves the music (for models with bar_pos)
+        self.train_pos = np.concatenate([position_ids(s.tokens, s.bar, s.offset) for s in train_songs])
+        self.val_pos = np.concatenate([position_ids(s.tokens, s.bar, s.offset) for s in val_songs])
         self.table = vocab.transpose_table(self.shifts)
 
     def describe(self) -> dict:
@@ -67,18 +71,34 @@ class Data:
                 "train_groups": len({merged[s.group] for s in self.train_songs}),
                 "val_groups": len({merged[s.group] for s in self.val_songs}),
                 "train_tokens": len(self.train), "val_tokens": len(self.val),
-                "transpose_shifts": self.shifts, "vocab_size": len(self.vocab),
+                "transpose_shifts": self.shifts, "tonic": self.tonic, "vocab_size": len(self.vocab),
+                "bars_known": {side: round(float(np.mean([s.bar > 0 for s in songs])), 4) if songs else None
+                               for side, songs in (("train", self.train_songs), ("val", self.val_songs))},
                 "fallbacks_train": self.fb_train.as_dict(), "fallbacks_val": self.fb_val.as_dict()}
 
 
+def to_common_tonic(songs):
+    """Each song transposed (-6..+5 semitones) so that its Krumhansl–Kessler key becomes
+    C major or A minor (the sequence's own key, from all its notes weighted by length)."""
+    from composer.music.tokens import Song, common_tonic_shift, transpose_tokens
+    return [Song(s.name, s.group, s.kind, transpose_tokens(s.tokens, common_tonic_shift(s.tokens)), s.bar, s.offset)
+            for s in songs]
+
+
 def load_data(source: str, max_tunes: int = 600, val_fraction: float = 0.1, transpose: int = 4,
-              vocab_tokens: list[str] | None = None, max_chords: int = 2000) -> Data:
+              vocab_tokens: list[str] | None = None, max_chords: int = 2000, tonic: str = "none") -> Data:
     """Songs of ``source`` split by song; the vocabulary is built from the (transposed)
-    training side unless ``vocab_tokens`` (a checkpoint's) is given."""
+    training side unless ``vocab_tokens`` (a checkpoint's) is given. ``tonic="key"`` moves
+    every sequence (both sides) to C major / A minor by its KK key before the ``transpose``
+    augmentation; ``"none"`` keeps the keys as written."""
     from composer.errors import DataError
     from composer.music.tokens import Vocab, augmented_counts, load_songs, split_songs
     songs, counts = load_songs(source, max_tunes=max_tunes)
     train, val = split_songs(songs, val_fraction)
+    if tonic == "key":
+        train, val = to_common_tonic(train), to_common_tonic(val)
+    elif tonic != "none":
+        raise DataError(f"tonic must be key or none (got {tonic})")
     if not train or not val:
         raise DataError(f"{source}: {len(train)} training and {len(val)} validation songs; need both "
                         f"(add songs or change --val-fraction)")
@@ -87,7 +107,7 @@ def load_data(source: str, max_tunes: int = 600, val_fraction: float = 0.1, tran
         vocab = Vocab(vocab_tokens)
     else:
         vocab = Vocab.from_counts(augmented_counts([s.tokens for s in train], shifts), max_chords=max_chords)
-    data = Data(train, val, vocab, counts, source, shifts)
+    data = Data(train, val, vocab, counts, source, shifts, tonic)
     data.max_tunes, data.val_fraction = max_tunes, val_fraction
     return data
 
@@ -101,14 +121,25 @@ def write_songs(data: Data, path: Path) -> None:
 # Evaluation: the networks and the n-gram baselines, on the same tokens
 # --------------------------------------------------------------------------------------
 
-@torch.no_grad()
-def evaluate_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="cpu") -> float:
+def evaluate_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="cpu", pos=None) -> float:
     """Mean NLL (nats per token) of ``ids[1:]``, each token predicted from at most
     ``context`` tokens before it: windows of ``context`` tokens with a stride of half a
     window; the first window scores all its tokens, later ones their second half (so
     every token but the first is scored once, with at least ``context // 2`` tokens before it)."""
+    nll = token_nll(model, ids, context, batch, device, pos)
+    return float(nll.sum() / max(len(nll), 1))
+
+
+@torch.no_grad()
+def token_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="cpu", pos=None) -> np.ndarray:
+    """NLL (nats) of each token of ``ids[1:]`` (array of ``len(ids) - 1``), windowed as in
+    :func:`evaluate_nll`. ``pos``: the bar positions of ``ids``, for a model that reads them."""
     model.eval()
     ids_t = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+    uses_pos = bool(getattr(getattr(model, "config", None), "bar_pos", False))
+    pos_t = torch.as_tensor(np.asarray(pos), dtype=torch.long) if (uses_pos and pos is not None) else None
+    if uses_pos and pos_t is None:
+        raise ValueError("this model reads bar positions: pass pos")
     n, W = len(ids_t), context + 1
     half = max(1, context // 2)
     if n <= W:
@@ -117,19 +148,20 @@ def evaluate_nll(model, ids: np.ndarray, context: int, batch: int = 64, device="
         starts = list(range(0, n - W + 1, half))
         if starts[-1] != n - W:
             starts.append(n - W)
-    total, count, covered = 0.0, 0, 1  # covered: index of the next token to score
+    out = np.zeros(max(n - 1, 0), dtype=np.float64)
+    covered = 1  # covered: index of the next token to score
     for i in range(0, len(starts), batch):
         chunk = starts[i:i + batch]
         x = torch.stack([ids_t[s:s + W] for s in chunk]).to(device)
-        logp = F.log_softmax(model(x[:, :-1]).float(), dim=-1)
-        lp = logp.gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1).cpu()
+        p = torch.stack([pos_t[s:s + W - 1] for s in chunk]).to(device) if pos_t is not None else None
+        logp = F.log_softmax((model(x[:, :-1], p) if p is not None else model(x[:, :-1])).float(), dim=-1)
+        lp = logp.gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1).cpu().double().numpy()
         for row, s in enumerate(chunk):
             first = max(0, covered - (s + 1))  # position j scores token s + j + 1
             if first < lp.shape[1]:
-                total -= lp[row, first:].sum().item()
-                count += lp.shape[1] - first
+                out[s + first:s + lp.shape[1]] = -lp[row, first:]  # token s + j + 1 -> out[s + j]
             covered = max(covered, s + lp.shape[1] + 1)
-    return total / max(count, 1)
+    return out
 
 
 def ngram_baselines(train_streams, val: np.ndarray, vocab_size: int) -> dict:
@@ -175,28 +207,6 @@ def save_model(model, vocab_tokens: list[str], path, card: dict, half: bool = Tr
     save_checkpoint(Path(path).with_suffix(".safetensors"), tensors, card)
 
 
-def load_model(path, dtype=torch.float32):
-    """(model, card) from ``path`` (with or without .safetensors/.json)."""
-    from composer.errors import CheckpointError
-    path = Path(path)
-    base = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-    weights = Path(str(base) + ".safetensors")
-    if not weights.exists() or not Path(str(base) + ".json").exists():
-        raise CheckpointError(f"checkpoint {base}(.safetensors, .json) not found")
-    try:
-        tensors, card = load_checkpoint(weights)
-        if card.get("format") != CARD_FORMAT:
-            raise CheckpointError(f"{weights.name} is not a notes model (format {card.get('format')!r})")
-        model = build_model(NotesConfig.from_dict(card["config"]))
-        model.load_state_dict({k: v.to(dtype) for k, v in tensors.items()})
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise CheckpointError(f"cannot load {weights.name}: {str(exc).splitlines()[0]}") from None
-    model.eval()
-    return model, card
-
-
 # --------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------
@@ -207,7 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="bach", help="bach | folk | all | a folder of MIDI files | a songs .json")
     p.add_argument("--max-tunes", type=int, default=600, help="folk tunes parsed (0: all; ~0.3 s each)")
     p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--transpose", type=int, default=4, help="train on every transposition -N..+N semitones")
+    p.add_argument("--tonic", choices=("key", "none"), default="key",
+                   help="key: move every sequence to C major / A minor by its Krumhansl-Kessler key (sampling "
+                        "then moves the prompt there and the continuation back); none: keys as written")
+    p.add_argument("--no-bar-pos", action="store_true",
+                   help="do not give the model the bar position of each token (meter and pickup from the score)")
+    p.add_argument("--transpose", type=int, default=0,
+                   help="also train on every transposition -N..+N semitones (after --tonic)")
     p.add_argument("--max-chords", type=int, default=2000, help="chord tokens kept in the vocabulary")
     p.add_argument("--out", required=True, help="output folder (resumed when it holds last.safetensors)")
     p.add_argument("--preset", default="small", choices=("small", "tiny"))
@@ -234,10 +250,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--init-from", help="start from the weights of this notes checkpoint (a model card's .safetensors "
+                   "or a run's last.safetensors; same vocabulary); layers it lacks, such as the bar-position "
+                   "embedding, start at zero")
     p.add_argument("--no-tqdm", action="store_true")
     return p
 
 
+
+
+def init_weights(model, path, vocab_tokens) -> dict:
+    """Copy the weights of the notes checkpoint ``path`` into ``model`` (same vocabulary);
+    tensors the checkpoint lacks (a new bar-position embedding) are set to zero, so the
+    model starts out computing what the checkpoint computed."""
+    from composer.errors import CheckpointError
+    tensors, card = load_checkpoint(Path(path))
+    if card.get("vocab") != list(vocab_tokens):
+        raise CheckpointError(f"{path}: another vocabulary than this data's; train on the same data")
+    state = {(k[6:] if k.startswith("model.") else k): v for k, v in tensors.items()
+             if k.startswith("model.") or not k.startswith(("opt.", "rng."))}
+    if "embed.weight" in state:
+        state["embed.tok.weight"] = state.pop("embed.weight")
+    own = model.state_dict()
+    copied = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    zeroed = [k for k in own if k not in copied]
+    with torch.no_grad():
+        for k in zeroed:
+            own[k].zero_()
+    model.load_state_dict({**own, **{k: v.float() for k, v in copied.items()}})
+    return {"from": str(path), "from_step": card.get("step", card.get("training", {}).get("step")),
+            "copied": len(copied), "zeroed": zeroed}
 
 
 def make_config(args, vocab_size: int) -> NotesConfig:
@@ -246,8 +288,10 @@ def make_config(args, vocab_size: int) -> NotesConfig:
         if getattr(args, k, None) is not None:
             sizes[k] = getattr(args, k)
     kernel = sizes.get("kernel", 2)
+    from composer.music.tokens import N_POS_IDS
     return NotesConfig(arch=args.arch, vocab_size=vocab_size, context=args.context,
-                       dilations=dilations_for(args.context, kernel), **sizes)
+                       dilations=dilations_for(args.context, kernel), bar_pos=not getattr(args, "no_bar_pos", False),
+                       n_pos=N_POS_IDS, **sizes)
 
 
 def train(args, on_event=None) -> dict:
@@ -261,7 +305,8 @@ def train(args, on_event=None) -> dict:
     resume = last.exists() and not args.no_resume
     ck_tensors, ck_card = load_checkpoint(last) if resume else ({}, {})
     data = load_data(args.data, args.max_tunes, args.val_fraction, args.transpose,
-                     vocab_tokens=ck_card.get("vocab"), max_chords=args.max_chords)
+                     vocab_tokens=ck_card.get("vocab"), max_chords=args.max_chords,
+                     tonic=ck_card.get("args", {}).get("tonic", "none") if resume else args.tonic)
     write_songs(data, out / "data" / "songs.json")
     vocab_tokens = data.vocab.tokens
     config = NotesConfig.from_dict(ck_card["config"]) if resume else make_config(args, len(data.vocab))
@@ -273,6 +318,10 @@ def train(args, on_event=None) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.seed)
     step, best, wall_before, tokens_seen = 0, math.inf, 0.0, 0
+    init_note = None
+    if args.init_from and not resume:
+        init_note = init_weights(model, args.init_from, vocab_tokens)
+        print(f"initialised from {args.init_from}: {init_note}", flush=True)
     if resume:
         model.load_state_dict({k[6:]: v for k, v in ck_tensors.items() if k.startswith("model.")})
         load_optimizer_tensors(opt, ck_tensors, "opt")
@@ -282,6 +331,7 @@ def train(args, on_event=None) -> dict:
         wall_before, tokens_seen = ck_card["wall_s"], ck_card["tokens_seen"]
     timer = Timer(wall_before)
     train_ids = torch.from_numpy(data.train)
+    train_pos = torch.from_numpy(data.train_pos)
     table = torch.from_numpy(data.table)
     L = config.context
     desc = data.describe()
@@ -308,6 +358,7 @@ def train(args, on_event=None) -> dict:
                              "clip": args.clip, "optimizer": "AdamW", "device": str(device),
                              "threads": torch.get_num_threads(), "cpu": _cpu_name(), "torch": torch.__version__,
                              "seed": args.seed, "steps_planned": args.steps,
+                             "init_from": ck_card.get("init_note") if resume else init_note,
                              "command": command},
                 "metrics": {"val_nll": round(val_nll, 5), **{k: (round(v, 5) if isinstance(v, float) else v)
                                                              for k, v in baselines.items()},
@@ -319,12 +370,13 @@ def train(args, on_event=None) -> dict:
         tensors["rng.batches"] = gen.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
         save_checkpoint(last, tensors, {"format": "composer.notes.resume/1", "step": step, "best": best,
+                                        "init_note": init_note if not resume else ck_card.get("init_note"),
                                         "wall_s": timer.elapsed, "tokens_seen": tokens_seen,
                                         "config": config.to_dict(), "vocab": vocab_tokens, "args": vars(args)})
 
     def evaluate():
         nonlocal best
-        v = evaluate_nll(model, data.val, L, device=device)
+        v = evaluate_nll(model, data.val, L, device=device, pos=data.val_pos)
         model.train()
         improved = v < best
         if improved:
@@ -360,7 +412,7 @@ def train(args, on_event=None) -> dict:
         x = table[shift, train_ids[idx]].to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
-        logits = model(x[:, :-1])
+        logits = model(x[:, :-1], train_pos[idx[:, :-1]].to(device)) if config.bar_pos else model(x[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -682,7 +682,7 @@ def build(model_state: gr.State | None = None):
     for ev in (restore_btn.click(in_session(compose_from_latents), [ms, latents_text, history, st], restored,
                                  api_name="compose_from_latents"),
                latents_file.upload(in_session(upload_latents), [ms, latents_file, history, st], restored,
-                                   api_name="compose_from_latents_file")):
+                                   api_visibility="private")):  # API: compose_from_latents (the text)
         ev.then(in_session(sync_controls), [ms, sel_track, sel_bar, st], controls, show_progress="hidden",
                 api_visibility="private")
     # the app runs this when the page opens, so the first piece is there to hear

@@ -6,6 +6,7 @@ Handlers are thin: the music is made by :mod:`composer.api.notes`, the files by
 """
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import gradio as gr
@@ -91,10 +92,36 @@ def continue_melody(source, midi_file, example, notes, grid, model, bars, temper
     n = int(bars)
     status = (f"**{n} bar{'' if n == 1 else 's'} added** by the {info['arch']} after {seam:.1f} s of prompt "
               f"({info['prompt_tokens']} tokens; the dashed line marks the seam): {info['new_notes']} new notes, "
-              f"sampled in {info['sample_s']:.2f} s. Same seed and settings, same music.")
+              f"sampled in {info['sample_s']:.2f} s with seed {int(seed or 0)}. Same seed and settings, same music.  \n"
+              + prompt_summary(info))
     if piece.score_error:
         status += f"  \nScore not available: {piece.score_error}"
     return str(piece.png), str(piece.wav), piece.downloads(), piece.score_html or "", status, str(piece.midi)
+
+
+def prompt_summary(info: dict) -> str:
+    """The prompt's key and meter, as the status line shows them."""
+    key = info.get("key") or "no key (no notes)"
+    meter = info.get("meter", "4/4") + ("" if info.get("meter_given", True) else " (none in the file: 4/4 assumed)")
+    how = (" The model continues it moved to C major / A minor; the continuation is moved back to the prompt's key."
+           if info.get("tonic") == "key" and info.get("key") else "")
+    return f"Prompt: **{key}** (Krumhansl–Kessler key of its notes), **{meter}** time.{how}"
+
+
+def new_seed() -> int:
+    """A fresh random seed for "Another"."""
+    return random.SystemRandom().randint(1, 2 ** 31 - 1)
+
+
+@user_errors
+def continue_another(source, midi_file, example, notes, grid, model, bars, temperature, top_k, top_p, seed,
+                     instrument, tempo):
+    """Continue the prompt again with a fresh random seed (API: ``continue_another``).
+
+    Returns the outputs of :func:`continue_melody` and the new seed."""
+    fresh = new_seed()
+    return (*continue_melody(source, midi_file, example, notes, grid, model, bars, temperature, top_k, top_p, fresh,
+                             instrument, tempo), fresh)
 
 
 @user_errors
@@ -158,7 +185,9 @@ def build() -> None:
             with gr.Row():
                 instrument = gr.Dropdown([SAME] + GM_CHOICES, value=SAME, label="Instrument of the continuation")
                 tempo = gr.Slider(40, 200, value=100, step=1, label="Tempo of typed/grid notes")
-            go = gr.Button("Continue", variant="primary")
+            with gr.Row():
+                go = gr.Button("Continue", variant="primary")
+                another = gr.Button("Another", variant="secondary")
             again = gr.Button("Use the result as the prompt")
         with gr.Column(scale=2):
             status = gr.Markdown("Press **Continue**.")
@@ -172,4 +201,6 @@ def build() -> None:
               tempo]
     go.click(continue_melody, inputs, [roll, audio_out, files, score, status, result_midi],
              api_name="continue_melody")
+    another.click(continue_another, inputs, [roll, audio_out, files, score, status, result_midi, seed],
+                  api_visibility="private")  # API: continue_melody with a seed
     again.click(use_as_prompt, [result_midi], [source, midi_file], api_name="continue_use_result")
