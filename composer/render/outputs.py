@@ -54,6 +54,10 @@ class Piece:
 #: oldest first beyond :data:`OUTPUT_MAX_FOLDERS` (Gradio keeps its own copy of what it served).
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "composer-outputs"
 OUTPUT_MAX_AGE_S = 3600.0
+#: Seconds one export may take in all (the score's time limit is what is left), and the
+#: least time a score is given.
+REQUEST_BUDGET_S = 8.0
+SCORE_MIN_S = 1.0
 OUTPUT_MAX_FOLDERS = 2000
 _last_sweep = 0.0
 _sweep_lock = threading.Lock()
@@ -98,6 +102,7 @@ def export_piece(pm: pretty_midi.PrettyMIDI, name: str = "piece", folder: Path |
     the audio and piano roll are still made. Audio errors (no FluidSynth, no soundfont)
     raise :class:`~composer.errors.AudioError`.
     """
+    t0 = time.monotonic()
     folder = folder or new_output_dir()
     stem = safe_stem(name)
     piece = Piece(midi=folder / f"{stem}.mid", seconds=pm.get_end_time())
@@ -108,7 +113,10 @@ def export_piece(pm: pretty_midi.PrettyMIDI, name: str = "piece", folder: Path |
         piece.png = viz.save_pianoroll(pm, folder / f"{stem}.png", title=title, marks=marks)
     if score:
         try:
-            xml, piece.score_html = viz.safe_score(pm, title=title)
+            # the score gets what is left of the request's budget: audio first, never a request
+            # that holds a worker past REQUEST_BUDGET_S
+            budget = max(SCORE_MIN_S, REQUEST_BUDGET_S - (time.monotonic() - t0))
+            xml, piece.score_html = viz.safe_score(pm, title=title, timeout=budget)
             piece.musicxml = folder / f"{stem}.musicxml"
             piece.musicxml.write_text(xml, encoding="utf-8")
         except ComposerError as exc:
