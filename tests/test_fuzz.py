@@ -9,7 +9,10 @@ from composer.bench import fuzz
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", fuzz.KINDS)
 def test_hostile_inputs_get_clean_answers(kind):
-    result = fuzz.run({kind: 100}, seed=0, progress=False)
+    # a real hang (a loop, a stuck native call) is still caught: the case is killed at 3 x 30 s.
+    # The 10 s request budget itself is a timing, measured by `make fuzz` on a quiet machine,
+    # not asserted here where CI may share the CPU.
+    result = fuzz.run({kind: 100}, seed=0, progress=False, hang_s=30.0)
     tally = result["table"][kind]
     assert sum(tally.values()) == 100
     assert [f for f in result["failures"]] == []

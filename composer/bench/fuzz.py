@@ -217,8 +217,10 @@ def cases(kind: str, n: int, seed: int = 0) -> list:
     return out
 
 
-def run(counts: dict[str, int], seed: int = 0, progress: bool = True) -> dict:
-    """Run the harness; returns ``{kind: {class: count}, "failures": [...]}``."""
+def run(counts: dict[str, int], seed: int = 0, progress: bool = True, hang_s: float = HANG_S) -> dict:
+    """Run the harness; returns ``{kind: {class: count}, "failures": [...]}``.
+
+    A case slower than ``hang_s`` seconds is a hang; one that runs 3 x ``hang_s`` is killed."""
     from composer import sandbox
     pool = sandbox.Sandbox(workers=1)
     table, failures = {}, []
@@ -237,7 +239,7 @@ def run(counts: dict[str, int], seed: int = 0, progress: bool = True) -> dict:
             for i, data in enumerate(inputs):
                 t = time.monotonic()
                 try:
-                    cls, msg = pool.run("composer.bench.fuzz:run_case", kind, data, timeout=3 * HANG_S,
+                    cls, msg = pool.run("composer.bench.fuzz:run_case", kind, data, timeout=3 * hang_s,
                                         what="case")
                 except sandbox.SandboxTimeout:
                     cls, msg = "hang", "killed"
@@ -245,7 +247,7 @@ def run(counts: dict[str, int], seed: int = 0, progress: bool = True) -> dict:
                     cls, msg = "death", str(exc)
                 except ComposerError as exc:
                     cls, msg = ("memory" if "memory" in str(exc) else "uncaught"), str(exc)
-                if cls in ("ok", "clean") and time.monotonic() - t > HANG_S:
+                if cls in ("ok", "clean") and time.monotonic() - t > hang_s:
                     cls, msg = "hang", f"{time.monotonic() - t:.1f} s"
                 tally[cls] += 1
                 if cls not in ("ok", "clean"):
