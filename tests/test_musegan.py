@@ -69,8 +69,9 @@ def _trained_ish(cfg):
     return G.eval()
 
 
-def test_changing_one_grid_cell_changes_only_that_track_and_bar():
-    cfg = get_config("tiny", n_bars=4)
+@pytest.mark.parametrize("preset", ["tiny", "tiny_categorical"])
+def test_changing_one_grid_cell_changes_only_that_track_and_bar(preset):
+    cfg = get_config(preset, n_bars=4)
     G = _trained_ish(cfg)
     z = sample_latents(2, cfg)
     with torch.no_grad():
@@ -99,6 +100,48 @@ def test_latent_roles():
         z3 = dict(z, chords=z["chords"] + 2.0)        # chords: every track moves
         d = (G.expand_latents(**z3) - base).abs().amax(-1)[0]
         assert d.gt(0).any(dim=1).all()
+
+
+def test_categorical_output_is_one_sung_line_per_voice_in_range():
+    from composer.music.pianoroll import float_to_codes
+    cfg = get_config("tiny_categorical", n_bars=4)
+    G = _trained_ish(cfg)
+    with torch.no_grad():
+        x = G(**sample_latents(16, cfg)).numpy()
+    assert set(np.unique(x).tolist()) <= {-1.0, 0.0, 1.0}
+    sounding = x > -1                                           # (b, tracks, bars, steps, pitches)
+    assert sounding.sum(-1).max() <= 1                          # at most one pitch per voice and step
+    for t, (lo, hi) in enumerate(RANGES):
+        p = np.nonzero(sounding[:, t])[-1] + 24
+        assert len(p) and p.min() >= lo and p.max() <= hi
+    # a HOLD (0) inside a bar only continues the same pitch
+    hold = x[..., 1:, :] == 0
+    assert (sounding[..., :-1, :][hold]).all()
+    # the raw output is a clean roll: the decoder returns it unchanged
+    assert np.array_equal(float_to_codes(x, monophonic=True).astype(np.float32) - 1, x)
+
+
+def test_categorical_output_passes_gradients_straight_through():
+    cfg = get_config("tiny_categorical")
+    G = Generator(cfg).train()
+    x = G(**sample_latents(4, cfg))
+    (x * torch.randn_like(x)).sum().backward()
+    assert G.head.weight.grad.abs().sum() > 0 and G.fc.lin.weight.grad.abs().sum() > 0
+
+
+def test_init_categorical_generator_from_a_tanh_checkpoint(npz, tmp_path):
+    src = tmp_path / "tanh"
+    assert run_trainer(["--data", str(npz), "--preset", "tiny", "--batch", "4", "--out", str(src), "--steps", "1",
+                        "--critic-steps", "1"]) == 0
+    dst = tmp_path / "cat"
+    assert run_trainer(["--data", str(npz), "--preset", "tiny_categorical", "--batch", "4", "--out", str(dst),
+                        "--steps", "1", "--critic-steps", "1",
+                        "--init-generator", str(src / "last.safetensors")]) == 0
+    card = json.loads((dst / "last.json").read_text())
+    assert card["config"]["output"] == "categorical" and card["init"]["step"] == 1
+    model = mg.load_generator(dst / "last.safetensors")
+    codes = mg.generate(model, mg.random_latents(model, 3, seed=1))
+    assert codes.shape == (3, 4, 2, 16, 84)
 
 
 def test_gradient_penalty_of_linear_critic():

@@ -207,6 +207,8 @@ def parse_args(argv):
     p.add_argument("--gp", type=float, default=10.0, help="gradient penalty weight lambda")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the shipped generator weights")
     p.add_argument("--no-augment", action="store_true", help="no transposition augmentation")
+    p.add_argument("--max-shift", type=int, default=6,
+                   help="largest transposition in semitones (every shift that keeps all voices in range)")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         holder = [str(data_path) if data_path else None]
         dist.broadcast_object_list(holder, src=0)
         data_path = Path(holder[0])
-    data = Windows(data_path, cfg.n_bars, "train", hop=1)
+    data = Windows(data_path, cfg.n_bars, "train", hop=1, max_shift=card.get("max_shift", args.max_shift))
     if len(data) == 0:
         from composer.errors import DataError
         raise DataError(f"no {cfg.n_bars}-bar windows in {data_path}")
@@ -263,9 +265,22 @@ def main(argv: list[str] | None = None) -> int:
         step = int(card["step"])
     elif args.init_generator:
         src, src_card = load_checkpoint(args.init_generator, device="cpu")
-        G.load_state_dict(unprefixed(src, "G"))
-        G_ema.load_state_dict(unprefixed(src, "G_ema") or unprefixed(src, "G"))
-        load_optimizer_tensors(opt_g, src, "opt_g")
+        # a training checkpoint (G., G_ema. prefixes) or a shipped generator (no prefix, fp16);
+        # a new output layer (tanh -> categorical) keeps the body and starts its own head fresh
+        raw = unprefixed(src, "G") or {k: v.float() for k, v in src.items()}
+        missing, unexpected = G.load_state_dict(raw, strict=False)
+        new_head = cfg.output == "categorical" and src_card.get("config", {}).get("output", "tanh") == "tanh"
+        if new_head:  # the pitch layers of the tanh output are not used; the head starts fresh
+            unexpected = [k for k in unexpected if not k.startswith(("ups.3.", "ups.4."))]
+        if unexpected or any(not k.startswith(("head.", "head_beat.", "head_eighth.")) for k in missing):
+            from composer.errors import CheckpointError
+            raise CheckpointError(f"{args.init_generator} does not fit this generator "
+                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        G_ema.load_state_dict(G.state_dict())
+        if unprefixed(src, "G_ema"):
+            G_ema.load_state_dict(unprefixed(src, "G_ema"), strict=False)
+        if src_card.get("config", {}).get("output", "tanh") == cfg.output:
+            load_optimizer_tensors(opt_g, src, "opt_g")
         card = {"wall_s": src_card.get("wall_s", 0.0),
                 "init": {"from": str(args.init_generator), "step": src_card.get("step"),
                          "critic": src_card.get("config", {}).get("critic_order")}}
@@ -309,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": "musegan", "preset": args.preset, "config": cfg.to_dict(), "step": step,
             "wall_s": round(timer.elapsed, 1), "data": str(args.data), "data_windows": len(data),
             "batch": args.batch * d.world, "lr": args.lr, "critic_steps": args.critic_steps, "gp_lambda": args.gp,
-            "ema": args.ema, "augment": not args.no_augment, **({"init": card["init"]} if "init" in card else {}),
+            "ema": args.ema, "augment": not args.no_augment, "max_shift": data.max_shift, **({"init": card["init"]} if "init" in card else {}),
             "trained_on": f"{device.type} x{d.world}, {'bf16' if bf16 else 'fp32'}, "
                           f"{torch.get_num_threads()} thread(s)" + (f", {torch.cuda.get_device_name(device)}"
                                                                      if device.type == "cuda" else ""),
