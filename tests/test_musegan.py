@@ -366,3 +366,37 @@ def test_critic_layers_match_torch_conv3d_through_the_gradient_penalty():
     # every weight gets the penalty's gradient; biases do not enter an input gradient
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in C.named_parameters() if n.endswith("weight"))
     assert all(p.grad is None or not p.grad.any() for n, p in C.named_parameters() if n.endswith("bias"))
+
+
+def _chorale_float(chords, length=8, bars=1):
+    """SATB chords (MIDI) of ``length`` steps each as a -1/0/1 tensor (1, 4, bars, 16, 84)."""
+    x = -torch.ones(1, 4, bars * 16, 84)
+    for k, chord in enumerate(chords):
+        for t, p in enumerate(chord):
+            x[0, t, k * length, p - 24] = 1
+            x[0, t, k * length + 1:(k + 1) * length, p - 24] = 0
+    return x.view(1, 4, bars, 16, 84)
+
+
+def test_voice_stats_hear_parallels_motion_and_harmony():
+    held = trainer.voice_stats(_chorale_float([(72, 67, 64, 48), (72, 67, 64, 48)]))
+    moving = trainer.voice_stats(_chorale_float([(72, 67, 64, 48), (74, 69, 65, 50)]))
+    assert held["parallels"].item() == 0
+    assert moving["parallels"].item() > 0                   # S-B octaves and A-B fifths, C -> D
+    # every step pair moves by some interval or stays: motion sums to 1 per voice
+    assert torch.allclose(held["motion"].sum(-1), torch.ones(4))
+    assert held["motion"][:, 12].eq(1).all()                # index 12 = no motion
+    assert moving["motion"][0, 14] > 0                       # the soprano's whole step up
+    # S-A: C over G is a fourth (5 semitones, upper minus lower)
+    assert held["harmony"][0, 5].item() == pytest.approx(1.0)
+    assert torch.allclose(held["onsets"], torch.full((4,), 2 / 16))
+
+
+def test_voice_loss_reaches_the_generator():
+    cfg = get_config("tiny_categorical")
+    G = Generator(cfg).train()
+    fake = G(**sample_latents(4, cfg))
+    real = _chorale_float([(72, 67, 64, 48), (74, 69, 65, 50)] * 2, bars=2).expand(4, -1, -1, -1, -1)
+    loss = trainer.voice_loss(fake, real, 1.0, 1.0)
+    loss.backward()
+    assert loss.item() > 0 and G.head.weight.grad.abs().sum() > 0

@@ -129,12 +129,73 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) 
     return ((grad.float().flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
+# ---------------------------------------------------------------------------------------------
+# Voice-leading statistics (optional generator terms: --mm-weight, --par-weight)
+# ---------------------------------------------------------------------------------------------
+
+def _lines(x: torch.Tensor):
+    """``x`` in [-1, 1] ``(b, tracks, bars, steps, pitches)`` -> sounding one-hots and onsets
+    ``(b, tracks, bars*steps, pitches)``, hard in the forward pass, ``x``'s gradient backward."""
+    b, T, N, S, P = x.shape
+    x = x.reshape(b, T, N * S, P)
+    sound = (x > -0.5).float()
+    sound = sound + (x - x.detach())                       # straight through
+    onset = (x > 0.5).float() + 0.5 * (x - x.detach())
+    return sound, onset
+
+
+def voice_stats(x: torch.Tensor, pitch_offset: int = pitch_offset_default) -> dict[str, torch.Tensor]:
+    """Batch means of what a listener hears in four-part writing, differentiable in ``x``:
+
+    ``motion`` (tracks, 25): how far each voice moves from one step to the next (-12..12
+    semitones; 0 = holds and repeats); ``harmony`` (pairs, 12): interval classes between
+    every two voices, upper minus lower, at every step; ``onsets`` (tracks,): notes per step;
+    ``rests`` (tracks,): silent steps; ``parallels``: per step pair and voice pair, both
+    voices move and keep a fifth or an octave (unison) between them.
+    """
+    y, o = _lines(x)
+    P = y.shape[-1]
+    motion = []
+    for d in range(-12, 13):
+        a, b = (y[..., :-1, :P - d], y[..., 1:, d:]) if d >= 0 else (y[..., :-1, -d:], y[..., 1:, :P + d])
+        motion.append((a * b).sum(-1).mean((0, 2)))
+    pcs = (torch.arange(P, device=x.device) + pitch_offset) % 12
+    chroma = y @ torch.eye(12, device=x.device)[pcs]       # (b, T, L, 12)
+    T = y.shape[1]
+    harmony, par = [], []
+    stay = (y[..., :-1, :] * y[..., 1:, :]).sum(-1)         # (b, T, L-1): same pitch on the next step
+    for i in range(T):
+        for j in range(i + 1, T):
+            ic = torch.stack([(chroma[:, i] * chroma[:, j].roll(k, -1)).sum(-1) for k in range(12)], -1)
+            harmony.append(ic.mean((0, 1)))
+            keep = ic[:, :-1, [0, 7]] * ic[:, 1:, [0, 7]]  # the same fifth / octave before and after
+            par.append((keep.sum(-1) * (1 - stay[:, i]) * (1 - stay[:, j])).mean())
+    return {"motion": torch.stack(motion, -1), "harmony": torch.stack(harmony), "onsets": o.mean((0, 2, 3)) * P,
+            "rests": 1 - y.sum(-1).mean((0, 2)), "parallels": torch.stack(par).mean()}
+
+
+def voice_loss(fake: torch.Tensor, real: torch.Tensor, mm_weight: float, par_weight: float) -> torch.Tensor:
+    """``mm_weight`` x L1 distance of :func:`voice_stats` (fake vs a real batch) + ``par_weight`` x 100 x
+    the fake's parallel rate."""
+    f = voice_stats(fake)
+    loss = fake.new_zeros(())
+    if mm_weight:
+        with torch.no_grad():
+            r = voice_stats(real)
+        loss = loss + mm_weight * sum((f[k] - r[k]).abs().sum() for k in ("motion", "harmony", "onsets", "rests"))
+    if par_weight:
+        loss = loss + par_weight * 100 * f["parallels"]
+    return loss
+
+
 def train_step(G, C, opt_g, opt_c, real_fn, cfg: MuseGANConfig, batch: int, device, critic_steps: int = 5,
-               gp_weight: float = 10.0, G_train=None, C_train=None, autocast=contextlib.nullcontext) -> dict:
+               gp_weight: float = 10.0, G_train=None, C_train=None, autocast=contextlib.nullcontext,
+               mm_weight: float = 0.0, par_weight: float = 0.0) -> dict:
     """One WGAN-GP iteration: ``critic_steps`` critic updates, then one generator update.
 
     ``real_fn()`` returns a real batch in [-1, 1]. ``G_train``/``C_train`` are the DDP
     wrappers when distributed (else the modules). Returns the last losses as tensors.
+    ``mm_weight``/``par_weight`` add :func:`voice_loss` to the generator's loss.
     """
     G_train, C_train = G_train or G, C_train or C
     for _ in range(critic_steps):
@@ -153,12 +214,41 @@ def train_step(G, C, opt_g, opt_c, real_fn, cfg: MuseGANConfig, batch: int, devi
     # generator: one update; the critic's weights need no gradient here (saves a third of its backward)
     C.requires_grad_(False)
     with autocast():
-        g_loss = -C(G_train(**sample_latents(batch, cfg, device=device))).float().mean()
+        fake = G_train(**sample_latents(batch, cfg, device=device))
+        g_loss = -C(fake).float().mean()
+    vl = voice_loss(fake.float(), real, mm_weight, par_weight) if (mm_weight or par_weight) else None
     opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
+    (g_loss if vl is None else g_loss + vl).backward()
     opt_g.step()
     C.requires_grad_(True)
-    return {"g_loss": g_loss.detach(), "c_loss": c_loss.detach(), "gp": gp.detach(), "w_dist": w_dist.detach()}
+    out = {"g_loss": g_loss.detach(), "c_loss": c_loss.detach(), "gp": gp.detach(), "w_dist": w_dist.detach()}
+    if vl is not None:
+        out["voice_loss"] = vl.detach()
+    return out
+
+
+#: Metrics logged by ``--eval-every`` (composer.music.metrics; the bar set of issue 15).
+EVAL_KEYS = ("all_voices", "parallels", "stepwise", "beat_triads", "sixteenths", "half_or_longer", "qn",
+             "scale_consistency", "td_mean", "upc_S", "upc_B")
+
+
+@torch.no_grad()
+def quick_eval(G: Generator, n: int, device, seed: int = 0) -> dict:
+    """The bar's musical metrics on ``n`` phrases of ``G`` (eval mode, fixed latents), for the log."""
+    from composer.music import metrics
+    was = G.training
+    G.eval()
+    gen = torch.Generator().manual_seed(seed)
+    z = {k: v.to(device) for k, v in sample_latents(n, G.cfg, generator=gen).items()}
+    x = torch.cat([G(**{k: v[i:i + 128] for k, v in z.items()}).float().cpu() for i in range(0, n, 128)]).numpy()
+    G.train(was)
+    if G.cfg.output == "categorical":
+        codes = np.rint(x + 1).astype(np.uint8)  # an exact -1/0/1 roll
+    else:
+        from composer.music.pianoroll import float_to_codes
+        codes = float_to_codes(x, monophonic=True)
+    res = metrics.evaluate(codes)
+    return {f"m_{k}": round(float(res[k]), 4) for k in EVAL_KEYS}
 
 
 def ema_update(ema: nn.Module, model: nn.Module, decay: float):
@@ -211,6 +301,13 @@ def parse_args(argv):
                    help="largest transposition in semitones (every shift that keeps all voices in range)")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--mm-weight", type=float, default=0.0,
+                   help="generator term: L1 distance of voice statistics (motion, harmony, onsets, rests) to the real batch")
+    p.add_argument("--par-weight", type=float, default=0.0,
+                   help="generator term: parallel fifths/octaves per 100 step pairs of the fake batch")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="steps between musical metrics of the EMA generator in the log (0 = never)")
+    p.add_argument("--eval-n", type=int, default=256, help="phrases per --eval-every measurement")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on CUDA, fp32 elsewhere")
@@ -324,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             "model": "musegan", "preset": args.preset, "config": cfg.to_dict(), "step": step,
             "wall_s": round(timer.elapsed, 1), "data": str(args.data), "data_windows": len(data),
             "batch": args.batch * d.world, "lr": args.lr, "critic_steps": args.critic_steps, "gp_lambda": args.gp,
-            "ema": args.ema, "augment": not args.no_augment, "max_shift": data.max_shift, **({"init": card["init"]} if "init" in card else {}),
+            "ema": args.ema, "augment": not args.no_augment, "max_shift": data.max_shift,
+            "mm_weight": args.mm_weight, "par_weight": args.par_weight, **({"init": card["init"]} if "init" in card else {}),
             "trained_on": f"{device.type} x{d.world}, {'bf16' if bf16 else 'fp32'}, "
                           f"{torch.get_num_threads()} thread(s)" + (f", {torch.cuda.get_device_name(device)}"
                                                                      if device.type == "cuda" else ""),
@@ -345,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             for group in opt.param_groups:
                 group["lr"] = args.lr * f
         losses = train_step(G, C, opt_g, opt_c, batch_real, cfg, args.batch, device, args.critic_steps, args.gp,
-                            G_train=G_train, C_train=C_train, autocast=autocast)
+                            G_train=G_train, C_train=C_train, autocast=autocast,
+                            mm_weight=args.mm_weight, par_weight=args.par_weight)
         g_loss, c_loss, gp, w_dist = (losses[k] for k in ("g_loss", "c_loss", "gp", "w_dist"))
         ema_update(G_ema, G, args.ema if step > 100 else 0.0)  # EMA starts after the first wobbles
         step += 1
@@ -354,13 +453,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"non-finite loss at step {step}; stopping (last checkpoint kept)", file=sys.stderr)
             return 1
         if d.main and (step % args.log_every == 0 or step == args.steps):
-            log.write(step=step, g_loss=round(g_loss.item(), 5), c_loss=round(c_loss.item(), 5),
+            extra = {"voice_loss": round(losses["voice_loss"].item(), 5)} if "voice_loss" in losses else {}
+            log.write(step=step, g_loss=round(g_loss.item(), 5), c_loss=round(c_loss.item(), 5), **extra,
                       gp=round(gp.item(), 5), w_dist=round(w_dist.item(), 5), lr=args.lr * f,
                       wall_s=round(timer.elapsed, 2))
         if bar is not None:
             bar.update(1)
             if step % args.log_every == 0:
                 bar.set_postfix(g=f"{g_loss.item():.3f}", c=f"{c_loss.item():.3f}", gp=f"{gp.item():.3f}")
+        if d.main and args.eval_every and (step % args.eval_every == 0 or step == args.steps):
+            log.write(step=step, wall_s=round(timer.elapsed, 2), **quick_eval(G_ema, args.eval_n, device))
         if step % args.checkpoint_every == 0 or step == args.steps:
             save()
     if bar is not None:
