@@ -268,8 +268,9 @@ class Generator(nn.Module):
             self.head_beat = GroupedLinear(T, c, cfg.n_pitches + 1)
             self.head_eighth = GroupedLinear(T, c // 2, cfg.n_pitches + 1)
             self.head = GroupedLinear(T, c // 2, cfg.n_pitches + 2)
-            with torch.no_grad():  # finer levels start quieter
+            with torch.no_grad():  # finer levels start quieter; about one onset in four steps
                 self.head_eighth.weight.mul_(0.5), self.head.weight[..., :-1].mul_(0.25)
+                self.head.bias[..., -1] = -0.2
             self.register_buffer("range_mask", _range_mask(T, cfg.n_pitches), persistent=False)
         elif cfg.output != "tanh":
             raise ValueError(f"unknown MuseGAN output layer {cfg.output!r} (tanh or categorical)")
@@ -301,12 +302,13 @@ class Generator(nn.Module):
     def categorical_output(self, x: torch.Tensor, B: int, N: int) -> torch.Tensor:
         """Cells ``(T, B*N, 4z)`` -> exact -1/0/1 levels ``(B, T, N, steps, pitches)``.
 
-        Per voice and step one choice among rest and the pitches of the voice's range
-        (argmax of the logits; while training, the softmax's gradient passes straight
-        through), and one onset-vs-hold choice. A chosen pitch sounds as ONSET (1) when the
-        onset choice says so or when the step before (in this bar) chose another pitch or a
-        rest, else as HOLD (0); a HOLD on a bar's first step is a tie from the bar before.
-        Every output is a clean roll, so the monophonic decoder returns it unchanged.
+        Per voice and step two choices: onset or hold (a sigmoid), and what to sound from an
+        onset on: rest or one pitch of the voice's range (argmax of the logits). A hold keeps
+        what sounded on the step before, so a note lasts from its onset to the next one and
+        cannot flicker between pitches; on a bar's first step a hold is a tie from the bar
+        before (the bar's own choice says which pitch). While training, the softmax's and
+        the sigmoid's gradients pass straight through the hard choices. Every output is a
+        clean roll, so the monophonic decoder returns it unchanged.
         """
         cfg = self.cfg
         T, S, P = cfg.n_tracks, cfg.steps_per_bar, cfg.n_pitches
@@ -318,17 +320,21 @@ class Generator(nn.Module):
         eighth = self.head_eighth(h_eighth).float().repeat_interleave(S // (h_eighth.shape[1] // (B * N)), 1)
         logits = head[..., :P + 1] + beat.view(T, R, P + 1) + eighth.view(T, R, P + 1) + self.range_mask
         hard_only = not self.training
-        y = straight_through(logits, cfg.tau, cfg.gumbel and self.training, hard_only)[..., 1:]  # (T, R, P)
+        choice = straight_through(logits, cfg.tau, cfg.gumbel and self.training, hard_only)  # (T, R, 1 + P)
         o_logit = head[..., P + 1:]
         o = (o_logit > 0).float()
         if not hard_only:
             s = torch.sigmoid(o_logit)
             o = o + s - s.detach()
-        y = y.view(T, B * N, S, P)
+        choice = choice.view(T, B * N, S, P + 1)
         o = o.view(T, B * N, S, 1)
-        prev = torch.cat([torch.ones_like(y[:, :, :1]), y[:, :, :-1]], 2)  # step 0: a tie is allowed
-        onset = 1 - (1 - o) * prev                          # 1 = onset, 0 = hold (where the pitch sounds)
-        out = y * (1 + onset) - 1
+        cur = choice[:, :, 0]
+        lines = [cur]
+        for k in range(1, S):                               # a hold keeps the step before
+            cur = o[:, :, k] * choice[:, :, k] + (1 - o[:, :, k]) * cur
+            lines.append(cur)
+        y = torch.stack(lines, 2)[..., 1:]                  # (T, B*N, S, P): the sounding pitch
+        out = y * (1 + o) - 1                               # ONSET 1, HOLD 0, REST -1
         return out.view(T, B, N, S, P).transpose(0, 1)
 
     def forward(self, chords, style, melody, groove) -> torch.Tensor:
