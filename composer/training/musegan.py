@@ -49,7 +49,7 @@ class Windows:
     """
 
     def __init__(self, npz_path, n_bars: int, split: str = "train", hop: int = 1,
-                 pitch_offset: int = pitch_offset_default, max_shift: int = 6):
+                 pitch_offset: int = pitch_offset_default, max_shift: int = 6, skip_silent: bool = False):
         with np.load(npz_path, allow_pickle=False) as d:
             self.codes = d["codes"]                       # (4, total_bars, steps, pitches) uint8
             starts, bars, splits = d["song_start"], d["song_bars"], d["split"]
@@ -61,6 +61,12 @@ class Windows:
                 continue
             idx.extend(range(s, s + b - n_bars + 1, hop))
         self.starts = np.asarray(idx, dtype=np.int64)
+        if skip_silent:
+            # windows with a step where no voice sounds: the pickup bar before a chorale's first
+            # upbeat and the unfilled end of its last bar (padding of the bar grid, not music)
+            silent = ~(self.codes > 0).any(axis=(0, 3))    # (total_bars, steps)
+            bad = np.array([silent[s:s + n_bars].any() for s in self.starts], dtype=bool)
+            self.starts = self.starts[~bad]
         self.n_bars, self.max_shift = n_bars, max_shift
         self.songs = int(sum(1 for b, sp in zip(bars, splits) if sp == want and b >= n_bars))
         # allowed transposition range per window: keep each voice inside its range
@@ -297,6 +303,8 @@ def parse_args(argv):
     p.add_argument("--gp", type=float, default=10.0, help="gradient penalty weight lambda")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the shipped generator weights")
     p.add_argument("--no-augment", action="store_true", help="no transposition augmentation")
+    p.add_argument("--keep-silent", action="store_true",
+                   help="also train on windows with silent steps (pickup bars, unfilled last bars)")
     p.add_argument("--max-shift", type=int, default=6,
                    help="largest transposition in semitones (every shift that keeps all voices in range)")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
@@ -341,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         holder = [str(data_path) if data_path else None]
         dist.broadcast_object_list(holder, src=0)
         data_path = Path(holder[0])
-    data = Windows(data_path, cfg.n_bars, "train", hop=1, max_shift=card.get("max_shift", args.max_shift))
+    skip_silent = card.get("skip_silent", not args.keep_silent)
+    data = Windows(data_path, cfg.n_bars, "train", hop=1, max_shift=card.get("max_shift", args.max_shift),
+                   skip_silent=skip_silent)
     if len(data) == 0:
         from composer.errors import DataError
         raise DataError(f"no {cfg.n_bars}-bar windows in {data_path}")
@@ -422,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_s": round(timer.elapsed, 1), "data": str(args.data), "data_windows": len(data),
             "batch": args.batch * d.world, "lr": args.lr, "critic_steps": args.critic_steps, "gp_lambda": args.gp,
             "ema": args.ema, "augment": not args.no_augment, "max_shift": data.max_shift,
-            "mm_weight": args.mm_weight, "par_weight": args.par_weight, **({"init": card["init"]} if "init" in card else {}),
+            "mm_weight": args.mm_weight, "par_weight": args.par_weight, "skip_silent": skip_silent, **({"init": card["init"]} if "init" in card else {}),
             "trained_on": f"{device.type} x{d.world}, {'bf16' if bf16 else 'fp32'}, "
                           f"{torch.get_num_threads()} thread(s)" + (f", {torch.cuda.get_device_name(device)}"
                                                                      if device.type == "cuda" else ""),
