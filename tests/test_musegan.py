@@ -118,6 +118,16 @@ def test_categorical_output_is_one_sung_line_per_voice_in_range():
     # a HOLD (0) inside a bar only continues the same pitch
     hold = x[..., 1:, :] == 0
     assert (sounding[..., :-1, :][hold]).all()
+    # eval mode's gather gives what the training recurrence gives (forward values)
+    G2 = Generator(cfg)
+    G2.load_state_dict(G.state_dict())
+    G2.train()
+    for m in G2.modules():  # BatchNorm as in eval, the straight-through path otherwise
+        if hasattr(m, "running_mean"):
+            m.training = False
+    with torch.no_grad():
+        z = sample_latents(16, cfg, generator=torch.Generator().manual_seed(3))
+        assert torch.allclose(G2(**z), G(**z), atol=1e-5)
     # the raw output is a clean roll: the decoder returns it unchanged
     assert np.array_equal(float_to_codes(x, monophonic=True).astype(np.float32) - 1, x)
 
@@ -310,7 +320,14 @@ def test_eval_cli_compares_with_bach_and_ships_the_chosen_truncation(npz, tmp_pa
     ckpt = str(run / "last.safetensors")
     assert ev.main(["--checkpoint", ckpt, "--data", str(npz), "--n", "30", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(ev.KEYS) <= set(out["model"]) and set(ev.KEYS) <= set(out["reference"])
+    for col in ev.COLUMNS:
+        assert set(ev.KEYS) <= set(out[col])
+        assert out["bar_met"][col].endswith("/%d" % len(out["bar"]))
+    # the reference passes every row measured against itself (the synthetic data is no chorale:
+    # the absolute rows may fail)
+    from composer.music import metrics
+    assert all(out["bar"][k]["held_out_bach"] for k in metrics.BAR_KEYS + ("nn_distance", "diversity"))
+    assert out["training_bach"]["copied_bars"] == 1.0 and out["training_bach"]["nn_distance"] == 0.0
     assert out["truncation"] is None
     # 'auto' picks the truncation closest to the *training* windows and writes the search into the card
     dst = tmp_path / "ship" / "musegan.safetensors"
@@ -401,3 +418,22 @@ def test_voice_loss_reaches_the_generator():
     loss = trainer.voice_loss(fake, real, 1.0, 1.0)
     loss.backward()
     assert loss.item() > 0 and G.head.weight.grad.abs().sum() > 0
+
+
+def test_baselines_keep_bach_rhythm_and_change_pitches(npz):
+    from composer.evaluation import musegan as ev
+    from composer.music import metrics
+    held = ev.reference_codes(4, str(npz), "valid")
+    rnd = ev.random_pitch_baseline(held, seed=1)
+    tr = ev.transposed_voices_baseline(held, seed=1)
+    for base in (rnd, tr):
+        assert base.shape == held.shape
+        assert np.array_equal(metrics.note_length_hist(base), metrics.note_length_hist(held))
+        assert not np.array_equal(base, held)
+    assert metrics.range_ok(rnd) == 1.0
+    pitch, onset = metrics.voice_lines(held)
+    p2, o2 = metrics.voice_lines(rnd)
+    assert np.array_equal(pitch >= 0, p2 >= 0) and np.array_equal(onset, o2)
+    p3, _ = metrics.voice_lines(tr)
+    d = (p3 - pitch)[pitch >= 0].reshape(-1)
+    assert set(np.abs(d).tolist()) <= {1, 2, 3}

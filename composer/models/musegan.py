@@ -328,12 +328,17 @@ class Generator(nn.Module):
             o = o + s - s.detach()
         choice = choice.view(T, B * N, S, P + 1)
         o = o.view(T, B * N, S, 1)
-        cur = choice[:, :, 0]
-        lines = [cur]
-        for k in range(1, S):                               # a hold keeps the step before
-            cur = o[:, :, k] * choice[:, :, k] + (1 - o[:, :, k]) * cur
-            lines.append(cur)
-        y = torch.stack(lines, 2)[..., 1:]                  # (T, B*N, S, P): the sounding pitch
+        if hard_only:  # the choice made at the latest onset (or on the bar's first step)
+            steps = torch.arange(S, device=o.device).view(1, 1, S, 1)
+            last = torch.where(o > 0, steps, 0).cummax(2).values
+            y = choice.gather(2, last.expand(-1, -1, -1, P + 1))[..., 1:]
+        else:  # the same as a recurrence, so the onset choices get gradients too
+            cur = choice[:, :, 0]
+            lines = [cur]
+            for k in range(1, S):                           # a hold keeps the step before
+                cur = o[:, :, k] * choice[:, :, k] + (1 - o[:, :, k]) * cur
+                lines.append(cur)
+            y = torch.stack(lines, 2)[..., 1:]              # (T, B*N, S, P): the sounding pitch
         out = y * (1 + o) - 1                               # ONSET 1, HOLD 0, REST -1
         return out.view(T, B, N, S, P).transpose(0, 1)
 
