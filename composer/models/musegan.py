@@ -17,8 +17,13 @@ bars are folded into the batch, so one call does all cells. G groups are exactly
 independent modules, and with BatchNorm in eval mode nothing mixes cells: changing one
 cell of the grid changes that track's bar and nothing else (the Compose tab relies on this).
 
-Tensors in ``[-1, 1]``: -1 rest, 0 hold, 1 onset (see composer.music.pianoroll). Pure
-torch: no I/O, no music libraries.
+Tensors in ``[-1, 1]``: -1 rest, 0 hold, 1 onset (see composer.music.pianoroll). Two output
+layers (``MuseGANConfig.output``): the seed's ``tanh`` per pitch and step, which the monophonic
+decoder has to read, and ``categorical`` (preset ``chorale``, issue 15): each voice chooses,
+per step, onset or hold and, at an onset, a rest or one pitch of its range, so the raw output
+is always one sung line per voice, exactly -1/0/1 (:meth:`Generator.categorical_output`).
+Both keep the four latents and the grid, so the Compose tab drives either. Pure torch: no
+I/O, no music libraries.
 """
 from __future__ import annotations
 

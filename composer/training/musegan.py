@@ -12,6 +12,12 @@ critic loss ``C(fake) - C(real) + lambda * (||grad C(x_mix)|| - 1)^2`` with a fr
 interpolation alpha per sample on every critic update (the seed drew one alpha for the
 whole run). The generator also keeps an exponential moving average of its weights
 (``G_ema``); that copy is what ships, because a GAN's raw weights jitter step to step.
+
+Optional generator terms (issue 15; off by default): ``--mm-weight`` matches batch statistics
+of the four voices to the real batch's (how far voices move, interval classes between voices,
+onsets, rests; :func:`voice_stats`), ``--par-weight`` penalises parallel fifths and octaves.
+They shape training only: what ``eval musegan`` measures is the generator's raw output.
+Training windows skip silent steps (pickup bars, unfilled last bars) unless ``--keep-silent``.
 """
 from __future__ import annotations
 
