@@ -163,7 +163,9 @@ def voice_stats(x: torch.Tensor, pitch_offset: int = pitch_offset_default) -> di
     semitones; 0 = holds and repeats); ``harmony`` (pairs, 12): interval classes between
     every two voices, upper minus lower, at every step; ``onsets`` (tracks,): notes per step;
     ``rests`` (tracks,): silent steps; ``parallels``: per step pair and voice pair, both
-    voices move and keep a fifth or an octave (unison) between them.
+    voices move and keep a fifth or an octave (unison) between them; ``note_motion``
+    (tracks, 25): the interval into each new note (0 = a repeated note); ``onset_grid``
+    (tracks, 16): onsets per position in the bar.
     """
     y, o = _lines(x)
     P = y.shape[-1]
@@ -182,8 +184,24 @@ def voice_stats(x: torch.Tensor, pitch_offset: int = pitch_offset_default) -> di
             harmony.append(ic.mean((0, 1)))
             keep = ic[:, :-1, [0, 7]] * ic[:, 1:, [0, 7]]  # the same fifth / octave before and after
             par.append((keep.sum(-1) * (1 - stay[:, i]) * (1 - stay[:, j])).mean())
+    # from note to note: how far each voice moves at its onsets (repeated notes are 0, steps
+    # 1-2), and where in the bar notes start (beats, eighths, rarely odd sixteenths)
+    on = o.sum(-1)                                          # (b, T, L): an onset on this step
+    n_on = on[..., 1:].sum((0, 2)).clamp_min(1.0)
+    leap = []
+    for d in range(-12, 13):
+        a, b = (y[..., :-1, :P - d], y[..., 1:, d:]) if d >= 0 else (y[..., :-1, -d:], y[..., 1:, :P + d])
+        leap.append(((a * b).sum(-1) * on[..., 1:]).sum((0, 2)) / n_on)
+    S = 16
+    grid = on.reshape(on.shape[0], T, -1, S).mean((0, 2)) if on.shape[-1] % S == 0 else on.mean((0, 2))[:, None]
     return {"motion": torch.stack(motion, -1), "harmony": torch.stack(harmony), "onsets": o.mean((0, 2, 3)) * P,
-            "rests": 1 - y.sum(-1).mean((0, 2)), "parallels": torch.stack(par).mean()}
+            "rests": 1 - y.sum(-1).mean((0, 2)), "parallels": torch.stack(par).mean(),
+            "note_motion": torch.stack(leap, -1), "onset_grid": grid}
+
+
+#: The statistics ``--mm-weight`` matches, each with its weight (the onset grid has 16 positions
+#: per voice: a quarter of the weight keeps it level with the others).
+MM_KEYS = {"motion": 1.0, "harmony": 1.0, "onsets": 1.0, "rests": 1.0, "note_motion": 1.0, "onset_grid": 0.25}
 
 
 def voice_loss(fake: torch.Tensor, real: torch.Tensor, mm_weight: float, par_weight: float) -> torch.Tensor:
@@ -194,7 +212,7 @@ def voice_loss(fake: torch.Tensor, real: torch.Tensor, mm_weight: float, par_wei
     if mm_weight:
         with torch.no_grad():
             r = voice_stats(real)
-        loss = loss + mm_weight * sum((f[k] - r[k]).abs().sum() for k in ("motion", "harmony", "onsets", "rests"))
+        loss = loss + mm_weight * sum(w * (f[k] - r[k]).abs().sum() for k, w in MM_KEYS.items())
     if par_weight:
         loss = loss + par_weight * 100 * f["parallels"]
     return loss
