@@ -200,8 +200,9 @@ def voice_stats(x: torch.Tensor, pitch_offset: int = pitch_offset_default) -> di
 
 
 #: The statistics ``--mm-weight`` matches, each with its weight (the onset grid has 16 positions
-#: per voice: a quarter of the weight keeps it level with the others).
-MM_KEYS = {"motion": 1.0, "harmony": 1.0, "onsets": 1.0, "rests": 1.0, "note_motion": 1.0, "onset_grid": 0.25}
+#: per voice: a quarter of the weight keeps it level with the others; rests weigh more, since
+#: a voice falling silent inside a phrase is a hole in the texture).
+MM_KEYS = {"motion": 1.0, "harmony": 1.0, "onsets": 1.0, "rests": 4.0, "note_motion": 1.0, "onset_grid": 0.25}
 
 
 def voice_loss(fake: torch.Tensor, real: torch.Tensor, mm_weight: float, par_weight: float) -> torch.Tensor:
