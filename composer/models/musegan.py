@@ -337,11 +337,15 @@ class Generator(nn.Module):
             steps = torch.arange(S, device=o.device).view(1, 1, S, 1)
             last = torch.where(o > 0, steps, 0).cummax(2).values
             y = choice.gather(2, last.expand(-1, -1, -1, P + 1))[..., 1:]
-        else:  # the same as a recurrence, so the onset choices get gradients too
+        else:  # the same as a recurrence; the onset choices get their gradient from the
+            # onset/hold level below only: through the recurrence, every wish for another pitch
+            # on a held step would also push for an onset there (measured: onsets crept up to
+            # twice Bach's rate and half the notes became sixteenths)
+            od = o.detach()
             cur = choice[:, :, 0]
             lines = [cur]
             for k in range(1, S):                           # a hold keeps the step before
-                cur = o[:, :, k] * choice[:, :, k] + (1 - o[:, :, k]) * cur
+                cur = od[:, :, k] * choice[:, :, k] + (1 - od[:, :, k]) * cur
                 lines.append(cur)
             y = torch.stack(lines, 2)[..., 1:]              # (T, B*N, S, P): the sounding pitch
         out = y * (1 + o) - 1                               # ONSET 1, HOLD 0, REST -1
