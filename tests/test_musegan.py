@@ -437,3 +437,22 @@ def test_baselines_keep_bach_rhythm_and_change_pitches(npz):
     p3, _ = metrics.voice_lines(tr)
     d = (p3 - pitch)[pitch >= 0].reshape(-1)
     assert set(np.abs(d).tolist()) <= {1, 2, 3}
+
+
+def test_onsets_learn_from_voice_terms_only_when_asked(npz, tmp_path):
+    cfg = get_config("tiny_categorical", onset_grad="stats")
+    G = Generator(cfg).train()
+    fake = G(**sample_latents(4, cfg))
+    assert G.last_onsets.shape == (4, 4, cfg.n_bars * 16)
+    # the output level carries no onset gradient: the critic cannot push for onsets
+    fake.sum().backward()
+    assert G.head.weight.grad[..., -1].abs().sum() == 0
+    G.zero_grad()
+    fake = G(**sample_latents(4, cfg))
+    real = _chorale_float([(72, 67, 64, 48), (74, 69, 65, 50)] * 2, bars=2).expand(4, -1, -1, -1, -1)
+    trainer.voice_loss(fake, real, 1.0, 0.0, onsets=G.last_onsets).backward()
+    assert G.head.weight.grad[..., -1].abs().sum() > 0
+    out = tmp_path / "run"
+    assert run_trainer(["--data", str(npz), "--preset", "tiny_categorical", "--batch", "4", "--out", str(out),
+                        "--steps", "1", "--critic-steps", "1", "--mm-weight", "1", "--onset-grad", "stats"]) == 0
+    assert json.loads((out / "last.json").read_text())["config"]["onset_grad"] == "stats"

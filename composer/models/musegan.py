@@ -62,6 +62,10 @@ class MuseGANConfig:
     output: str = "tanh"
     gumbel: bool = False       # categorical: add Gumbel noise to the logits while training
     tau: float = 1.0           # categorical: softmax temperature of the straight-through gradient
+    # categorical: where the onset-vs-hold choices learn from. "output": the critic's and every
+    # loss's gradient on the output level (a wish for "more of this pitch" then also reads as
+    # "more onsets"); "stats": only losses that read Generator.last_onsets (the trainer's voice terms)
+    onset_grad: str = "output"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -348,6 +352,11 @@ class Generator(nn.Module):
                 cur = od[:, :, k] * choice[:, :, k] + (1 - od[:, :, k]) * cur
                 lines.append(cur)
             y = torch.stack(lines, 2)[..., 1:]              # (T, B*N, S, P): the sounding pitch
+        if self.training:
+            # (b, T, N*S): an onset where something sounds, for losses on the rhythm
+            self.last_onsets = (o[..., 0] * y.detach().sum(-1)).view(T, B, N * S).transpose(0, 1)
+            if cfg.onset_grad == "stats":
+                o = o.detach()
         out = y * (1 + o) - 1                               # ONSET 1, HOLD 0, REST -1
         return out.view(T, B, N, S, P).transpose(0, 1)
 

@@ -156,7 +156,8 @@ def _lines(x: torch.Tensor):
     return sound, onset
 
 
-def voice_stats(x: torch.Tensor, pitch_offset: int = pitch_offset_default) -> dict[str, torch.Tensor]:
+def voice_stats(x: torch.Tensor, pitch_offset: int = pitch_offset_default,
+                onsets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Batch means of what a listener hears in four-part writing, differentiable in ``x``:
 
     ``motion`` (tracks, 25): how far each voice moves from one step to the next (-12..12
@@ -169,6 +170,8 @@ def voice_stats(x: torch.Tensor, pitch_offset: int = pitch_offset_default) -> di
     """
     y, o = _lines(x)
     P = y.shape[-1]
+    if onsets is not None:  # (b, T, L) from the generator (Generator.last_onsets): the onsets' own gradient
+        o = onsets[..., None] * y.detach()         # (b, T, L, P): at the sounding pitch
     motion = []
     for d in range(-12, 13):
         a, b = (y[..., :-1, :P - d], y[..., 1:, d:]) if d >= 0 else (y[..., :-1, -d:], y[..., 1:, :P + d])
@@ -205,10 +208,11 @@ def voice_stats(x: torch.Tensor, pitch_offset: int = pitch_offset_default) -> di
 MM_KEYS = {"motion": 1.0, "harmony": 1.0, "onsets": 1.0, "rests": 4.0, "note_motion": 1.0, "onset_grid": 0.25}
 
 
-def voice_loss(fake: torch.Tensor, real: torch.Tensor, mm_weight: float, par_weight: float) -> torch.Tensor:
+def voice_loss(fake: torch.Tensor, real: torch.Tensor, mm_weight: float, par_weight: float,
+               onsets: torch.Tensor | None = None) -> torch.Tensor:
     """``mm_weight`` x L1 distance of :func:`voice_stats` (fake vs a real batch) + ``par_weight`` x 100 x
     the fake's parallel rate."""
-    f = voice_stats(fake)
+    f = voice_stats(fake, onsets=onsets)
     loss = fake.new_zeros(())
     if mm_weight:
         with torch.no_grad():
@@ -247,7 +251,8 @@ def train_step(G, C, opt_g, opt_c, real_fn, cfg: MuseGANConfig, batch: int, devi
     with autocast():
         fake = G_train(**sample_latents(batch, cfg, device=device))
         g_loss = -C(fake).float().mean()
-    vl = voice_loss(fake.float(), real, mm_weight, par_weight) if (mm_weight or par_weight) else None
+    onsets = getattr(G, "last_onsets", None) if getattr(cfg, "onset_grad", "output") == "stats" else None
+    vl = voice_loss(fake.float(), real, mm_weight, par_weight, onsets) if (mm_weight or par_weight) else None
     opt_g.zero_grad(set_to_none=True)
     (g_loss if vl is None else g_loss + vl).backward()
     opt_g.step()
@@ -338,6 +343,9 @@ def parse_args(argv):
                    help="generator term: L1 distance of voice statistics (motion, harmony, onsets, rests) to the real batch")
     p.add_argument("--par-weight", type=float, default=0.0,
                    help="generator term: parallel fifths/octaves per 100 step pairs of the fake batch")
+    p.add_argument("--onset-grad", default=None, choices=["output", "stats"],
+                   help="categorical output: onsets learn from the output level (critic too) or only from the "
+                        "voice terms (also switches a resumed run)")
     p.add_argument("--eval-every", type=int, default=0,
                    help="steps between musical metrics of the EMA generator in the log (0 = never)")
     p.add_argument("--eval-n", type=int, default=256, help="phrases per --eval-every measurement")
@@ -367,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     if ckpt_path.exists() and not args.no_resume:
         tensors, card = load_checkpoint(ckpt_path, device="cpu")
         cfg = MuseGANConfig.from_dict(card["config"])
+    if args.onset_grad:  # a training choice, not a weight: may change when a run resumes
+        cfg.onset_grad = args.onset_grad
 
     data_path = resolve_data(args.data) if d.main else None
     if d.enabled:  # rank 0 builds the cache (if needed), the others wait and read it
