@@ -126,7 +126,110 @@ def test_evaluate_keys_and_bar_check():
               "diversity", "eb_S", "voice_crossings", "note_length_hist", "td_S-A"):
         assert k in res
     ok = metrics.check_bar(res, res)
-    assert all(ok.values())
+    # rows relative to the reference pass against itself; absolute rows judge the music
+    # (held chords: no stepwise motion, no beat with a moving voice)
+    assert all(ok[k] for k in metrics.BAR_KEYS + ("range_ok", "diversity", "all_voices", "parallels"))
+    assert not ok["stepwise"]
     worse = dict(res, qn=res["qn"] * 0.5, range_ok=0.9)
     bad = metrics.check_bar(worse, res)
     assert not bad["qn"] and not bad["range_ok"] and bad["upc_S"]
+
+
+# ---- issue 15: texture, voice leading, harmony, rhythm, copying -----------------------------
+
+def chord_steps(c, chords, length=4, sample=0):
+    """Write SATB chords (tuples of 4 MIDI pitches), each ``length`` steps, from step 0."""
+    for k, chord in enumerate(chords):
+        for t, p in enumerate(chord):
+            put(c, t, p, k * length, length, sample=sample)
+
+
+def test_all_voices_share_ignores_fully_silent_steps_and_counts_holes():
+    c = empty(bars=1)
+    for t, p in enumerate((72, 67, 64, 48)):
+        put(c, t, p, 4, 12)       # steps 0-3 silent everywhere (a pickup), then four voices
+    assert metrics.all_voices_share(c) == 1.0
+    assert metrics.silent_steps(c) == pytest.approx(4 / 16)
+    c[0, 2, 0, 10:] = 0           # tenor stops after step 9: steps 10-15 have a hole
+    assert metrics.all_voices_share(c) == pytest.approx(6 / 12)
+
+
+def test_parallel_fifths_and_octaves_are_counted_per_transition():
+    c = empty(bars=1)
+    # C major -> D minor with soprano/bass in parallel octaves (C -> D) and alto/bass in
+    # parallel fifths (G -> A); tenor holds E -> F by step
+    chord_steps(c, [(72, 67, 64, 48), (74, 69, 65, 50)], length=8)
+    par, n = metrics.parallels(c)
+    # transitions: 6 pairs x 1 step with onsets (step 8); steps inside notes have no onset
+    assert n == 6
+    # S-B octave (0 -> 0, both up), A-B fifth (7 -> 7, both up), S-A: 5 -> 5 is a fourth (not counted)
+    assert par == pytest.approx(100 * 2 / 6)
+
+
+def test_contrary_motion_and_repeated_notes_are_not_parallels():
+    c = empty(bars=1)
+    # S-B octave C5/C3 -> C5/C3 repeated (no motion) -> then contrary octave D5/B2? (not same direction)
+    chord_steps(c, [(72, 67, 64, 48), (72, 67, 64, 48), (74, 67, 64, 47)], length=4)
+    par, n = metrics.parallels(c)
+    assert par == 0.0 and n == 12
+    # a held note in both voices is no transition
+    h = empty(bars=1)
+    chord_steps(h, [(72, 67, 64, 48)], length=16)
+    assert metrics.parallels(h) == (0.0, 0)
+
+
+def test_stepwise_share_over_successive_notes_of_a_voice():
+    c = empty(bars=1)
+    for k, p in enumerate((60, 62, 64, 67, 67, 66)):   # steps 2, 2, leap 3, repeat 0, step 1
+        put(c, 0, p, 2 * k, 2)
+    assert metrics.stepwise_share(c) == pytest.approx(3 / 5)
+
+
+def test_beat_triads_need_three_voices_inside_one_triad():
+    c = empty(bars=1)
+    # beat 0: C E G C -> C major; beat 1: C E G Bb (dominant seventh) -> no;
+    # beat 2: A C E A -> A minor; beat 3: only two voices sound -> no
+    chord_steps(c, [(72, 64, 55, 48), (72, 64, 55, 46), (69, 64, 60, 45)], length=4)
+    put(c, 0, 72, 12, 4), put(c, 3, 48, 12, 4)
+    assert metrics.beat_triads(c) == pytest.approx(2 / 4)
+
+
+def test_sixteenths_and_half_notes_in_evaluate():
+    c = empty(bars=1)
+    put(c, 0, 72, 0, 1), put(c, 0, 74, 1, 7), put(c, 0, 76, 8, 8)   # 1, 7 and 8 steps long
+    res = metrics.evaluate(c)
+    assert res["sixteenths"] == pytest.approx(1 / 3)
+    assert res["half_or_longer"] == pytest.approx(1 / 3)
+
+
+def test_copied_bars_find_transposed_copies_only():
+    train = empty(n=1, bars=2)
+    chord_steps(train, [(72, 67, 64, 48), (74, 69, 65, 50), (72, 67, 64, 48), (71, 67, 62, 43)], length=4)
+    gen = empty(n=1, bars=2)
+    chord_steps(gen, [(75, 70, 67, 51), (77, 72, 68, 53), (75, 70, 67, 51), (74, 70, 65, 46)], length=4)
+    assert metrics.copied_bars(gen, train) == 1.0            # both bars, three semitones up
+    gen[0, 0, 1] = 0
+    put(gen, 0, 80, 16, 16)                                  # a new soprano in bar 2
+    assert metrics.copied_bars(gen, train) == 0.5
+
+
+def test_nn_distance_zero_for_transposed_copy_and_positive_otherwise():
+    train = empty(n=1, bars=1)
+    chord_steps(train, [(72, 67, 64, 48), (74, 69, 65, 50)], length=8)
+    same = np.roll(train, 2, axis=-1)
+    assert metrics.nn_distance(same, train) == 0.0
+    other = empty(n=1, bars=1)
+    chord_steps(other, [(72, 67, 64, 48)], length=16)        # same first half, held: onsets and pitches differ
+    d = metrics.nn_distance(other, train)
+    assert 0 < d < 1
+
+
+def test_bar_set_rules():
+    ref = {k: 1.0 for k in metrics.BAR_KEYS}
+    ref.update(all_voices=0.999, parallels=0.07, stepwise=0.65, beat_triads=0.71, sixteenths=0.03,
+               half_or_longer=0.07, range_ok=1.0, copied_bars=0.1, nn_distance=0.48, diversity=0.95)
+    assert all(metrics.check_bar(ref, ref).values())
+    assert not metrics.check_bar(dict(ref, parallels=0.5), ref)["parallels"]
+    assert not metrics.check_bar(dict(ref, qn=1.15), ref)["qn"]          # 10 %, not 20 %
+    assert not metrics.check_bar(dict(ref, nn_distance=0.3), ref)["nn_distance"]
+    assert not metrics.check_bar(dict(ref, copied_bars=0.2), ref)["copied_bars"]

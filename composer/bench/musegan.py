@@ -4,7 +4,8 @@
   at the given preset, through the trainer's own :func:`train_step`, after a warm-up; fp32,
   with the memory setting the trainer uses (composer.device.keep_freed_memory).
 * ``musegan_train_iter_s_bf16`` - the same under bf16 autocast (CPU bf16 units or CUDA).
-* ``musegan_generate_ms`` - batch-1 generation (latents -> codes), warm, default preset.
+* ``musegan_generate_ms`` - batch-1 generation (latents -> codes), warm, default preset;
+  ``musegan_generate_ms_chorale`` the same with the categorical output layer (preset chorale).
 
 Measured in-process with random weights and random "real" data, so no checkpoint or corpus
 is needed. Compare with ``python ../shared/reference/musegan_seed.py`` (the seed's loops)
@@ -71,6 +72,7 @@ def bench(preset: str = "seed") -> dict:
         "musegan_train_iter_s": round(train_iter_seconds(preset), 3),
         "musegan_train_iter_s_bf16": round(train_iter_seconds(preset, bf16=True), 3),
         "musegan_generate_ms": round(generate_ms("default"), 2),
+        "musegan_generate_ms_chorale": round(generate_ms("chorale"), 2),
         "musegan_threads": torch.get_num_threads(),
     }
 

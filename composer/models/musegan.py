@@ -17,8 +17,13 @@ bars are folded into the batch, so one call does all cells. G groups are exactly
 independent modules, and with BatchNorm in eval mode nothing mixes cells: changing one
 cell of the grid changes that track's bar and nothing else (the Compose tab relies on this).
 
-Tensors in ``[-1, 1]``: -1 rest, 0 hold, 1 onset (see composer.music.pianoroll). Pure
-torch: no I/O, no music libraries.
+Tensors in ``[-1, 1]``: -1 rest, 0 hold, 1 onset (see composer.music.pianoroll). Two output
+layers (``MuseGANConfig.output``): the seed's ``tanh`` per pitch and step, which the monophonic
+decoder has to read, and ``categorical`` (preset ``chorale``, issue 15): each voice chooses,
+per step, onset or hold and, at an onset, a rest or one pitch of its range, so the raw output
+is always one sung line per voice, exactly -1/0/1 (:meth:`Generator.categorical_output`).
+Both keep the four latents and the grid, so the Compose tab drives either. Pure torch: no
+I/O, no music libraries.
 """
 from __future__ import annotations
 
@@ -50,6 +55,17 @@ class MuseGANConfig:
     # cells, but then it cannot tell a held note from one that flickers between pitches;
     # "beat_first" reads each pitch's 4-step beat pattern first, then pitch, bars and time.
     critic_order: str = "bars_first"
+    # "tanh": one value in [-1, 1] per pitch and step (the seed's layer; decoded afterwards).
+    # "categorical": each voice writes one choice per step, a pitch inside the voice's range
+    # (VOICE_RANGES) or a rest, plus onset vs hold, as exact -1/0/1 levels; trained through a
+    # straight-through softmax (see Generator.categorical_output)
+    output: str = "tanh"
+    gumbel: bool = False       # categorical: add Gumbel noise to the logits while training
+    tau: float = 1.0           # categorical: softmax temperature of the straight-through gradient
+    # categorical: where the onset-vs-hold choices learn from. "output": the critic's and every
+    # loss's gradient on the output level (a wish for "more of this pitch" then also reads as
+    # "more onsets"); "stats": only losses that read Generator.last_onsets (the trainer's voice terms)
+    onset_grad: str = "output"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +83,13 @@ PRESETS = {
     # with narrower layers so it trains to quality on one CPU thread in about 90 minutes.
     "default": MuseGANConfig(n_bars=4, temporal_hidden=256, bar_channels=128, critic_hidden=64, critic_fc=256,
                              critic_order="beat_first"),
+    # Issue 15: the default sizes with the categorical output layer (a pitch or a rest per
+    # voice and step, onset vs hold), so the raw output is always one sung line per voice.
+    "chorale": MuseGANConfig(n_bars=4, temporal_hidden=256, bar_channels=128, critic_hidden=64, critic_fc=256,
+                             critic_order="beat_first", output="categorical"),
     # For tests only.
+    "tiny_categorical": MuseGANConfig(n_bars=2, z_dim=8, temporal_hidden=16, bar_channels=16, critic_hidden=8,
+                                      critic_fc=16, output="categorical"),
     "tiny": MuseGANConfig(n_bars=2, z_dim=8, temporal_hidden=16, bar_channels=16, critic_hidden=8, critic_fc=16),
 }
 
@@ -184,6 +206,40 @@ class UpBlock(nn.Module):
         return self.act(x)
 
 
+#: (lowest, highest) MIDI pitch of each chorale voice (S, A, T, B), as composer.music.metrics.VOICE_RANGES
+#: (repeated here: models import no music code).
+VOICE_RANGES = ((60, 81), (52, 74), (46, 69), (36, 66))
+PITCH_OFFSET = 24
+
+
+def _range_mask(n_tracks: int, n_pitches: int) -> torch.Tensor:
+    """``(tracks, 1, 1 + pitches)`` additive mask: 0 for rest and in-range pitches, -1e4 elsewhere.
+
+    Tracks beyond the four chorale voices (or a pitch window that does not hold a range)
+    may write any pitch.
+    """
+    m = torch.zeros(n_tracks, 1, 1 + n_pitches)
+    for t in range(min(n_tracks, len(VOICE_RANGES))):
+        lo, hi = VOICE_RANGES[t][0] - PITCH_OFFSET, VOICE_RANGES[t][1] - PITCH_OFFSET
+        if 0 <= lo and hi < n_pitches:
+            m[t, 0, 1:] = -1e4
+            m[t, 0, 1 + lo:2 + hi] = 0.0
+    return m
+
+
+def straight_through(logits: torch.Tensor, tau: float = 1.0, gumbel: bool = False, hard_only: bool = False):
+    """One-hot of the argmax in the forward pass, the softmax's gradient in the backward pass."""
+    if gumbel:
+        g = -torch.empty_like(logits).exponential_().log()
+        logits = logits + g
+    idx = logits.argmax(-1, keepdim=True)
+    hard = torch.zeros_like(logits).scatter_(-1, idx, 1.0)
+    if hard_only:
+        return hard
+    soft = torch.softmax(logits / tau, dim=-1)
+    return hard + soft - soft.detach()
+
+
 class Generator(nn.Module):
     """Chords, style, melody, groove -> ``(batch, tracks, bars, steps, pitches)`` in [-1, 1].
 
@@ -212,6 +268,21 @@ class Generator(nn.Module):
             UpBlock(T, c // 2, c // 2, cfg.n_pitches // 12),  # pitch 1 -> octaves
             UpBlock(T, c // 2, 1, 12, last=True),         # -> octaves x 12 pitches, tanh
         )
+        if cfg.output == "categorical":
+            # the time layers give one row per beat, per eighth and per step; a linear head on
+            # each writes logits for rest + every pitch, summed over the three levels (a note
+            # tends to last a beat unless the finer levels outvote it), and the step head also
+            # the onset logit. The pitch layers of the tanh output are not needed.
+            self.ups = self.ups[:3]
+            self.head_beat = GroupedLinear(T, c, cfg.n_pitches + 1)
+            self.head_eighth = GroupedLinear(T, c // 2, cfg.n_pitches + 1)
+            self.head = GroupedLinear(T, c // 2, cfg.n_pitches + 2)
+            with torch.no_grad():  # finer levels start quieter; about one onset in four steps
+                self.head_eighth.weight.mul_(0.5), self.head.weight[..., :-1].mul_(0.25)
+                self.head.bias[..., -1] = -0.2
+            self.register_buffer("range_mask", _range_mask(T, cfg.n_pitches), persistent=False)
+        elif cfg.output != "tanh":
+            raise ValueError(f"unknown MuseGAN output layer {cfg.output!r} (tanh or categorical)")
 
     def expand_latents(self, chords, style, melody, groove) -> torch.Tensor:
         """The four latents -> the grid ``(batch, tracks, bars, 4*z)`` the bar generators read.
@@ -232,8 +303,62 @@ class Generator(nn.Module):
         cfg = self.cfg
         B, T, N, D = grid.shape
         x = grid.transpose(0, 1).reshape(T, B * N, D)      # tracks are the groups, cells the rows
+        if cfg.output == "categorical":
+            return self.categorical_output(x, B, N)
         x = self.ups(self.fc(x))                            # (T, B*N*steps*pitches, 1)
         return x.view(T, B, N, cfg.steps_per_bar, cfg.n_pitches).transpose(0, 1)
+
+    def categorical_output(self, x: torch.Tensor, B: int, N: int) -> torch.Tensor:
+        """Cells ``(T, B*N, 4z)`` -> exact -1/0/1 levels ``(B, T, N, steps, pitches)``.
+
+        Per voice and step two choices: onset or hold (a sigmoid), and what to sound from an
+        onset on: rest or one pitch of the voice's range (argmax of the logits). A hold keeps
+        what sounded on the step before, so a note lasts from its onset to the next one and
+        cannot flicker between pitches; on a bar's first step a hold is a tie from the bar
+        before (the bar's own choice says which pitch). While training, the softmax's and
+        the sigmoid's gradients pass straight through the hard choices. Every output is a
+        clean roll, so the monophonic decoder returns it unchanged.
+        """
+        cfg = self.cfg
+        T, S, P = cfg.n_tracks, cfg.steps_per_bar, cfg.n_pitches
+        h_beat = self.ups[0](self.fc(x))                    # (T, B*N*4, c): one row per beat
+        h_eighth = self.ups[1](h_beat)                      # (T, B*N*8, c/2)
+        head = self.head(self.ups[2](h_eighth)).float()     # (T, B*N*S, 1 + P + 1): one row per step
+        R = B * N * S
+        beat = self.head_beat(h_beat).float().repeat_interleave(S // (h_beat.shape[1] // (B * N)), 1)
+        eighth = self.head_eighth(h_eighth).float().repeat_interleave(S // (h_eighth.shape[1] // (B * N)), 1)
+        logits = head[..., :P + 1] + beat.view(T, R, P + 1) + eighth.view(T, R, P + 1) + self.range_mask
+        hard_only = not self.training
+        choice = straight_through(logits, cfg.tau, cfg.gumbel and self.training, hard_only)  # (T, R, 1 + P)
+        o_logit = head[..., P + 1:]
+        o = (o_logit > 0).float()
+        if not hard_only:
+            s = torch.sigmoid(o_logit)
+            o = o + s - s.detach()
+        choice = choice.view(T, B * N, S, P + 1)
+        o = o.view(T, B * N, S, 1)
+        if hard_only:  # the choice made at the latest onset (or on the bar's first step)
+            steps = torch.arange(S, device=o.device).view(1, 1, S, 1)
+            last = torch.where(o > 0, steps, 0).cummax(2).values
+            y = choice.gather(2, last.expand(-1, -1, -1, P + 1))[..., 1:]
+        else:  # the same as a recurrence; the onset choices get their gradient from the
+            # onset/hold level below only: through the recurrence, every wish for another pitch
+            # on a held step would also push for an onset there (measured: onsets crept up to
+            # twice Bach's rate and half the notes became sixteenths)
+            od = o.detach()
+            cur = choice[:, :, 0]
+            lines = [cur]
+            for k in range(1, S):                           # a hold keeps the step before
+                cur = od[:, :, k] * choice[:, :, k] + (1 - od[:, :, k]) * cur
+                lines.append(cur)
+            y = torch.stack(lines, 2)[..., 1:]              # (T, B*N, S, P): the sounding pitch
+        if self.training:
+            # (b, T, N*S): an onset where something sounds, for losses on the rhythm
+            self.last_onsets = (o[..., 0] * y.detach().sum(-1)).view(T, B, N * S).transpose(0, 1)
+            if cfg.onset_grad == "stats":
+                o = o.detach()
+        out = y * (1 + o) - 1                               # ONSET 1, HOLD 0, REST -1
+        return out.view(T, B, N, S, P).transpose(0, 1)
 
     def forward(self, chords, style, melody, groove) -> torch.Tensor:
         return self.decode(self.expand_latents(chords, style, melody, groove))
