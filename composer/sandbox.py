@@ -144,7 +144,8 @@ class Sandbox:
             worker = self._take()
             result = worker.call(target, args, kwargs, timeout)
         except SandboxError as exc:
-            worker = None  # killed inside call(); a new one replaces it next time
+            worker = None  # killed inside call(): start its replacement now, in the background,
+            self._replace()  # so the next caller does not wait for music21 and verovio to load
             raise type(exc)(f"{what}: {exc}") from None
         except ComposerError:
             raise
@@ -158,6 +159,14 @@ class Sandbox:
         """Start ``n`` workers now (in the background at app start) so first calls are fast."""
         for _ in range(n):
             self._idle.put(_Worker(self.memory_mb))
+
+    def _replace(self) -> None:
+        def start():
+            try:
+                self._idle.put(_Worker(self.memory_mb))
+            except SandboxError:
+                log.warning("a replacement sandbox worker did not start")
+        threading.Thread(target=start, daemon=True, name="sandbox-replace").start()
 
     def close(self) -> None:
         while True:
