@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+# meter and unit lengths: one pair of functions, shared with the strict check
+from composer.music.abc_bars import meter_length  # noqa: F401  (re-exported)
+from composer.music.abc_bars import unit_length as _unit_length
 from composer.errors import ComposerError
 
 #: music21 corpus folders used for the shipped model (public domain collections).
@@ -777,22 +780,6 @@ def _score_to_musicxml(score) -> str:
 # --------------------------------------------------------------------------------------
 # Bar lengths from the text (no music21): used to guard sampling line by line
 # --------------------------------------------------------------------------------------
-
-def meter_length(meter: str) -> Fraction | None:
-    """Bar length in whole notes ('6/8' -> 3/4, 'C' -> 1, 'C|' -> 1); None for free meter."""
-    m = meter.strip().replace(" ", "")
-    if m in ("C", "C|"):
-        return Fraction(1)
-    mm = re.match(r"^(\d+(?:\+\d+)*)/(\d+)$", m)
-    if not mm or int(mm.group(2)) == 0:
-        return None
-    return Fraction(sum(int(x) for x in mm.group(1).split("+")), int(mm.group(2)))
-
-
-def _unit_length(unit: str) -> Fraction | None:
-    mm = re.match(r"^\s*(\d+)/(\d+)\s*$", unit)
-    return Fraction(int(mm.group(1)), int(mm.group(2))) if mm and int(mm.group(2)) else None
-
 
 _DECORATION_LETTERS = set("HIKLMNOPQRSTUVhklmnorstuvw~.")
 _BAR_CHARS = set("|:")
