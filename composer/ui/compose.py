@@ -438,6 +438,9 @@ def finish(st, folder):
 #: The piece (status, roll, audio, grid) stays on screen while the controls scroll.
 COMPOSE_CSS = """
 .gradio-container { overflow: clip !important; }  /* hidden would make it a scroll box: no sticky */
+/* room below the last slider, so that it can be scrolled up beside the piece: a sticky column
+   cannot move past the end of its row, and the row ends with the controls */
+#compose-controls { padding-bottom: 60vh; }
 #compose-piece { position: sticky; top: 8px; align-self: flex-start; max-height: calc(100vh - 16px);
                  overflow-y: auto; }
 #compose-roll { position: relative; }
@@ -537,7 +540,7 @@ def build(model_state: gr.State | None = None):
                 "choose which bar and voice the sliders shape. Sliders are in standard deviations; named "
                 "ones were measured to change what their name says.")
     with gr.Row():
-        with gr.Column(scale=1, min_width=320):
+        with gr.Column(scale=1, min_width=320, elem_id="compose-controls"):
             model_dd = gr.Dropdown([SHIPPED], value=SHIPPED, label="Model (yours only: Train tab → Use in Compose)")
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
