@@ -36,7 +36,7 @@ def tiny_run(tmp_path_factory):
     args = trainer.build_parser().parse_args(
         ["--data", str(data), "--out", str(out / "run"), "--preset", "tiny", "--hidden", "96", "--batch", "4",
          "--seq", "32", "--steps", "300", "--lr", "1e-2", "--warmup", "10", "--eval-every", "100",
-         "--ckpt-every", "100", "--no-tqdm", "--threads", "1"])
+         "--checkpoint-every", "100", "--quiet", "--threads", "1"])
     summary = trainer.train(args)
     return out / "run", summary
 
@@ -76,7 +76,7 @@ def test_resume_continues(tiny_run, tmp_path):
     shutil.copytree(run, copy)
     args = trainer.build_parser().parse_args(
         ["--data", str(run / "data"), "--out", str(copy), "--preset", "tiny", "--hidden", "96", "--batch", "4",
-         "--seq", "32", "--steps", "320", "--eval-every", "100", "--no-tqdm", "--threads", "1"])
+         "--seq", "32", "--steps", "320", "--eval-every", "100", "--quiet", "--threads", "1"])
     summary = trainer.train(args)
     assert summary["step"] == 320
     steps = [json.loads(l)["step"] for l in (copy / "log.jsonl").read_text().splitlines()]

@@ -129,7 +129,7 @@ def tiny_run(tmp_path_factory):
     T.save_songs(data, _fake_songs(), {"fake": 40})
     out = folder / "run"
     common = ["--arch", "wavenet", "--data", str(data), "--out", str(out), "--preset", "tiny", "--context", "16",
-              "--batch", "8", "--eval-every", "10", "--log-every", "5", "--threads", "1", "--no-tqdm",
+              "--batch", "8", "--eval-every", "10", "--log-every", "5", "--threads", "1", "--quiet",
               "--val-fraction", "0.25", "--transpose", "1"]
     assert training.main(common + ["--steps", "10"]) == 0
     first = training.load_model(out / "notes_wavenet")[1]
@@ -312,7 +312,7 @@ def test_init_from_a_checkpoint_without_bar_positions(tmp_path):
     data = tmp_path / "songs.json"
     T.save_songs(data, _fake_songs(24, seed=3), {})
     common = ["--arch", "lstm", "--data", str(data), "--preset", "tiny", "--context", "16", "--batch", "4",
-              "--eval-every", "5", "--threads", "1", "--no-tqdm", "--val-fraction", "0.3", "--steps", "5"]
+              "--eval-every", "5", "--threads", "1", "--quiet", "--val-fraction", "0.3", "--steps", "5"]
     assert training.main(common + ["--out", str(tmp_path / "a"), "--no-bar-pos"]) == 0
     src, card = training.load_model(tmp_path / "a" / "notes_lstm")
     assert not src.config.bar_pos
@@ -334,7 +334,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
     data = tmp_path / "songs.json"
     T.save_songs(data, _fake_songs(24, seed=1), {})
     common = ["--arch", "lstm", "--data", str(data), "--preset", "tiny", "--context", "16", "--batch", "4",
-              "--dropout", "0.2", "--eval-every", "5", "--threads", "1", "--no-tqdm", "--val-fraction", "0.3",
+              "--dropout", "0.2", "--eval-every", "5", "--threads", "1", "--quiet", "--val-fraction", "0.3",
               "--transpose", "1", "--steps", "20"]
     assert training.main(common + ["--out", str(tmp_path / "a")]) == 0
     assert training.main(common + ["--out", str(tmp_path / "b"), "--stop-after", "10"]) == 0

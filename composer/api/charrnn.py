@@ -27,6 +27,7 @@ from typing import Iterator
 
 import torch
 
+from composer.models.sampling import filter_logits
 from composer.paths import checkpoints_dir
 from composer.errors import ComposerError
 from composer.music.abc import (HEADER_ORDER, TUNE_TYPES, AbcCheck, AbcError, BarTracker, abc_to_musicxml,
@@ -114,17 +115,7 @@ class FolkModel:
             mask = torch.full_like(logits, float("-inf"))
             mask[allowed] = 0.0
             logits = logits + mask
-        if settings.top_k and settings.top_k < logits.numel():
-            kth = torch.topk(logits, settings.top_k).values[-1]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits, dim=-1)
-        if settings.top_p < 1.0:
-            sp, si = torch.sort(probs, descending=True)
-            keep = torch.cumsum(sp, 0) - sp < settings.top_p
-            keep[0] = True
-            filtered = torch.zeros_like(probs)
-            filtered[si[keep]] = sp[keep]
-            probs = filtered / filtered.sum()
+        probs = torch.softmax(filter_logits(logits, settings.top_k, settings.top_p), dim=-1)
         return int(torch.multinomial(probs, 1, generator=gen).item())
 
     # ---- the tune --------------------------------------------------------------------

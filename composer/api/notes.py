@@ -21,6 +21,7 @@ import numpy as np
 import pretty_midi
 import torch
 
+from composer.models.sampling import filter_logits
 from composer.paths import checkpoints_dir
 from composer.errors import CheckpointError, DataError
 from composer.music import tokens as T
@@ -96,20 +97,6 @@ def available_models() -> list[str]:
 # Sampling
 # --------------------------------------------------------------------------------------
 
-def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    if top_k and top_k > 0 and top_k < logits.numel():
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p and 0 < top_p < 1:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        cum = torch.cumsum(probs, dim=-1)
-        drop = cum - probs > top_p  # keep the smallest set whose mass reaches top_p
-        logits = logits.clone()
-        logits[order[drop]] = float("-inf")
-    return logits
-
-
 _ON_DEVICE: dict[tuple[str, str], torch.nn.Module] = {}
 
 
@@ -166,7 +153,7 @@ def sample_ids(nm: NotesModel, prompt_ids, ticks: int, temperature: float = 1.0,
             logits = model.last_logits(x)[0].float().cpu()
         logits = logits / float(temperature)
         logits = logits + (nm.dur_mask if want_dur else nm.event_mask)
-        logits = _filter(logits, top_k, top_p)
+        logits = filter_logits(logits, top_k, top_p)
         probs = torch.softmax(logits, dim=-1)
         tok = int(torch.multinomial(probs, 1, generator=gen))
         if want_dur:

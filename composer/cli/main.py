@@ -12,6 +12,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import platform
 import sys
@@ -150,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # library code logs (docs/ARCHITECTURE.md); a command shows its INFO lines on stderr
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("composer").setLevel(logging.INFO)
     try:
         if argv and argv[0] in DELEGATED and has_module(DELEGATED[argv[0]]):
             return _delegate(DELEGATED[argv[0]], argv[1:])

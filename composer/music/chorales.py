@@ -16,6 +16,7 @@ ties stripped, shifted by the pickup so bar lines line up, quantised to sixteent
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 from pathlib import Path
 
@@ -24,6 +25,8 @@ import numpy as np
 from composer.errors import DataError
 from composer.music.corpus import CHORALE_PROGRAMS, CHORALE_VOICES, cache_dir, chorale_names, score_to_roll
 from composer.music.pianoroll import HOLD, N_PITCHES, ONSET, STEPS_PER_BAR, MultiTrackRoll
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 #: Share of songs held out for validation (and for the metrics' Bach reference).
@@ -86,10 +89,9 @@ def build_bach(path: Path | None = None, force: bool = False, verbose: bool = Tr
         kept.append(name)
     info = _save(path, rolls, kept, CHORALE_PROGRAMS, CHORALE_VOICES)
     if verbose:
-        print(f"Bach chorales: {len(names)} unique corpus files, {info['songs']} kept (4 parts, 4/4), "
-              f"{dropped} dropped; {info['train_songs']} train / {info['valid_songs']} validation songs; "
-              f"{info['bars']} bars ({info['train_bars']} train / {info['valid_bars']} validation) -> {path}",
-              file=sys.stderr)
+        log.info(f"Bach chorales: {len(names)} unique corpus files, {info['songs']} kept (4 parts, 4/4), "
+                 f"{dropped} dropped; {info['train_songs']} train / {info['valid_songs']} validation songs; "
+                 f"{info['bars']} bars ({info['train_bars']} train / {info['valid_bars']} validation) -> {path}")
     return path
 
 
@@ -197,10 +199,10 @@ def build_midi_folder(folder, path: Path | None = None, min_bars: int = 2, verbo
                         + "; ".join(f"{n}: {r}" for n, r in skipped[:5]))
     info = _save(path, rolls, names, CHORALE_PROGRAMS, CHORALE_VOICES)
     if verbose:
-        print(f"MIDI folder {folder}: {len(files)} files, {info['songs']} used, {len(skipped)} skipped; "
-              f"{info['bars']} bars -> {path}", file=sys.stderr)
+        log.info(f"MIDI folder {folder}: {len(files)} files, {info['songs']} used, {len(skipped)} skipped; "
+                 f"{info['bars']} bars -> {path}")
         for n, r in skipped:
-            print(f"  skipped {n}: {r}", file=sys.stderr)
+            log.info(f"  skipped {n}: {r}")
     return path, skipped
 
 
@@ -213,5 +215,6 @@ def build(source: str, force: bool = False) -> Path:
     return build_midi_folder(source)[0]
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # build the cache as a script: python -m composer.music.chorales [bach|FOLDER] [--force]
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(build(sys.argv[1] if len(sys.argv) > 1 else "bach", force="--force" in sys.argv))

@@ -33,10 +33,10 @@ nats per token)::
     # there (each arm ~3 min on an H200): 3 x 512 like folk-rnn, dropout 0.3, 256-character BPTT
     python -m composer train charrnn --data runs/folk_v2 --transpose-to C --out runs/charrnn_c \
       --layers 3 --hidden 512 --dropout 0.3 --batch 64 --seq 256 --steps 3000 --lr 2e-3 \
-      --warmup 200 --eval-every 100 --device cuda --no-tqdm
+      --warmup 200 --eval-every 100 --device cuda --quiet
     python -m composer train charrnn --data runs/folk_v2 --out runs/charrnn_keys \
       --layers 3 --hidden 512 --dropout 0.3 --batch 64 --seq 256 --steps 3000 --lr 2e-3 \
-      --warmup 200 --eval-every 100 --device cuda --no-tqdm
+      --warmup 200 --eval-every 100 --device cuda --quiet
     # back here: the bars, on plain sampling (eval reads transpose_to from the card)
     python -m composer eval charrnn --checkpoint runs/charrnn_c/charrnn --n 100 --threads 1 --json
     python -m composer bench        # charrnn_chars_per_s >= 1000 on one thread (3 x 512 at batch 1)
@@ -68,7 +68,7 @@ from composer.models.charrnn import CARD_FORMAT, PRESETS, CharRNN, CharRNNConfig
 
 Vocab = CharVocab  # the name the trainer used
 load_model = load
-from composer.training.loop import JsonlLog
+from composer.training.loop import JsonlLog, add_run_args
 from composer.training.loop import cpu_name as _cpu_name
 from composer.training.loop import (load_checkpoint, load_optimizer_tensors, lr_at, optimizer_tensors, prefixed,
                                     save_checkpoint, setup_process, unprefixed)
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transpose-to", metavar="TONIC",
                    help="move every tune to this tonic, mode kept (e.g. C, as folk-rnn); the sampler moves "
                    "tunes back to the key asked for")
-    p.add_argument("--out", required=True, help="output folder (resumed when it holds last.safetensors)")
+    add_run_args(p, out=None, steps=10000, checkpoint_every=250, log_every=25)
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--embed", type=int)
     p.add_argument("--hidden", type=int)
@@ -207,7 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq", type=int, default=128, help="truncated-BPTT length in characters")
-    p.add_argument("--steps", type=int, default=10000)
     p.add_argument("--minutes", type=float, default=0, help="stop after this wall time (0: no limit)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--min-lr-ratio", type=float, default=0.05)
@@ -215,18 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=250, help="steps between last.safetensors saves")
-    p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-resume", action="store_true")
     p.add_argument("--init", metavar="CKPT", help="start from the weights of a saved model (same vocabulary), "
                    "e.g. to anneal the best model of a run at a low learning rate")
     p.add_argument("--export", metavar="PATH",
                    help="do not train: copy the best model of --out to PATH(.safetensors/.json), half precision")
     p.add_argument("--note", action="append", default=[], help="a line for the model card's notes (with --export)")
-    p.add_argument("--no-tqdm", action="store_true")
     return p
 
 
@@ -322,7 +314,7 @@ def train(args, on_event=None) -> dict:
     state = None
     model.train()
     bar = None
-    if not args.no_tqdm:
+    if not args.quiet:
         from tqdm import tqdm
         bar = tqdm(total=args.steps, initial=step, desc="charrnn", file=sys.stderr, mininterval=5)
     loss_acc, n_acc = 0.0, 0
@@ -373,7 +365,7 @@ def train(args, on_event=None) -> dict:
                 save_model(model, vocab, out / "charrnn", card(val_nats))
             if not bar:
                 print(f"step {step} val {val_nats:.4f} nats/char{' (best)' if improved else ''}", flush=True)
-        if step % args.ckpt_every == 0:
+        if step % args.checkpoint_every == 0:
             save_last()
             emit({"kind": "ckpt", "step": step})
     if last_eval != step:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from composer.models.classifier import ClassifierConfig, GenreClassifier
 from composer.training.cyclegan import batch_of, load_domain_arrays
-from composer.training.loop import (Dist, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
+from composer.training.loop import (Dist, add_run_args, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
                                     optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,
                                     unprefixed)
 
@@ -57,19 +57,11 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="composer train classifier", description=__doc__.split("\n")[0])
     p.add_argument("--domain-a", default="bach")
     p.add_argument("--domain-b", default="folk")
-    p.add_argument("--out", default="runs/classifier")
-    p.add_argument("--steps", type=int, default=1500)
+    add_run_args(p, out="runs/classifier", steps=1500, checkpoint_every=100, log_every=10)
     p.add_argument("--batch", type=int, default=32, help="windows per domain per step")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--width", type=int, default=64, help="first layer filters (paper 64)")
     p.add_argument("--sigma", type=float, default=0.0, help="std of Gaussian noise added to training inputs")
-    p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
 

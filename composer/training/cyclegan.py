@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from composer.models.cyclegan import PRESETS, CycleGAN, CycleGANConfig, get_config, n_params
-from composer.training.loop import (Dist, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
+from composer.training.loop import (Dist, add_run_args, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
                                     optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,
                                     unprefixed)
 
@@ -203,9 +203,8 @@ def parse_args(argv):
     p.add_argument("--domain-a", default="bach", help="bach, folk, palestrina, a folder of MIDI files or a .npz")
     p.add_argument("--domain-b", default="folk", help="as --domain-a")
     p.add_argument("--mix", nargs="*", default=[], help="extra domains for the mixed set M (A and B are always in)")
-    p.add_argument("--out", default="runs/cyclegan", help="folder for last.safetensors/.json and log.jsonl")
+    add_run_args(p, out="runs/cyclegan", steps=3000, checkpoint_every=100, log_every=10)
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--beta1", type=float, default=0.5)
@@ -213,15 +212,8 @@ def parse_args(argv):
     p.add_argument("--gamma", type=float, default=1.0, help="weight of the mixed discriminators")
     p.add_argument("--sigma-d", type=float, default=0.1, help="std of the |N(0, sigma)| noise on D inputs")
     p.add_argument("--decay-from", type=float, default=0.5, help="fraction of --steps after which lr decays linearly")
-    p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="also keep generators-only snapshots OUT/step_N.safetensors every N steps (0: never)")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
 

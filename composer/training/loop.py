@@ -28,6 +28,28 @@ def setup_process(threads: int | None = None) -> None:
     keep_freed_memory()
 
 
+def add_run_args(p, *, out: str | None, steps: int, checkpoint_every: int, log_every: int = 10) -> None:
+    """The options every trainer shares, spelled once so that the CLI, the Train tab
+    (composer.ui.jobs) and the docs agree: where the run lives, how long it runs, how often it
+    saves ``last.safetensors``, its device, threads, seed, resume and progress bar.
+
+    ``out=None`` makes ``--out`` required (trainers whose runs have no sensible default folder).
+    """
+    if out is None:
+        p.add_argument("--out", required=True, help="run folder (checkpoints, log, model)")
+    else:
+        p.add_argument("--out", default=out, help="run folder (checkpoints, log, model)")
+    p.add_argument("--steps", type=int, default=steps, help="optimisation steps in all (resume counts on)")
+    p.add_argument("--checkpoint-every", type=int, default=checkpoint_every,
+                   help="steps between saves of last.safetensors (what resume and the Train tab read)")
+    p.add_argument("--log-every", type=int, default=log_every, help="steps between log lines")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+
+
 class Dist:
     """Rank/world size from torchrun's environment; a no-op when run as a plain process."""
 

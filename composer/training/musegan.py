@@ -35,7 +35,7 @@ import torch.nn as nn
 
 from composer.music.metrics import VOICE_RANGES, pitch_offset_default
 from composer.models.musegan import PRESETS, Critic, Generator, MuseGANConfig, get_config, sample_latents
-from composer.training.loop import (Dist, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
+from composer.training.loop import (Dist, add_run_args, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
                                     optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,
                                     unprefixed)
 
@@ -322,8 +322,7 @@ def export_generator(src, dst, extra: dict | None = None, half: bool = True, wei
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="composer train musegan", description=__doc__.split("\n")[0])
     p.add_argument("--data", default="bach", help="'bach', a folder of MIDI files, or a built .npz")
-    p.add_argument("--steps", type=int, default=5000, help="generator steps (each with --critic-steps critic steps)")
-    p.add_argument("--out", default="runs/musegan", help="folder for last.safetensors/.json and log.jsonl")
+    add_run_args(p, out="runs/musegan", steps=5000, checkpoint_every=200, log_every=10)
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--n-bars", type=int, default=None, help="bars per window (2 or 4; default: the preset's)")
     p.add_argument("--batch", type=int, default=64)
@@ -337,8 +336,6 @@ def parse_args(argv):
                    help="also train on windows with silent steps (pickup bars, unfilled last bars)")
     p.add_argument("--max-shift", type=int, default=6,
                    help="largest transposition in semitones (every shift that keeps all voices in range)")
-    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
-    p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--mm-weight", type=float, default=0.0,
                    help="generator term: L1 distance of voice statistics (motion, harmony, onsets, rests) to the real batch")
     p.add_argument("--par-weight", type=float, default=0.0,
@@ -349,15 +346,10 @@ def parse_args(argv):
     p.add_argument("--eval-every", type=int, default=0,
                    help="steps between musical metrics of the EMA generator in the log (0 = never)")
     p.add_argument("--eval-n", type=int, default=256, help="phrases per --eval-every measurement")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on CUDA, fp32 elsewhere")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.safetensors exists")
     p.add_argument("--init-generator", default=None,
                    help="start a new run from another checkpoint's generator (the critic starts fresh)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from composer.models.notes import CARD_FORMAT, PRESETS, NotesConfig, build_model, dilations_for, n_params
 from composer.models.notes import load as load_model  # noqa: F401  (the trainer's name for it)
-from composer.training.loop import JsonlLog, Timer, load_checkpoint, load_optimizer_tensors, lr_at, optimizer_tensors
+from composer.training.loop import JsonlLog, Timer, add_run_args, load_checkpoint, load_optimizer_tensors, lr_at, optimizer_tensors
 from composer.training.loop import cpu_name as _cpu_name
 from composer.training.loop import save_checkpoint, setup_process
 
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transpose", type=int, default=0,
                    help="also train on every transposition -N..+N semitones (after --tonic)")
     p.add_argument("--max-chords", type=int, default=2000, help="chord tokens kept in the vocabulary")
-    p.add_argument("--out", required=True, help="output folder (resumed when it holds last.safetensors)")
+    add_run_args(p, out=None, steps=3000, checkpoint_every=250, log_every=25)
     p.add_argument("--preset", default="small", choices=("small", "tiny"))
     p.add_argument("--context", type=int, default=64, help="tokens of context (both architectures)")
     p.add_argument("--embed", type=int)
@@ -235,7 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", type=int, help="WaveNet skip channels")
     p.add_argument("--dropout", type=float)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--minutes", type=float, default=0, help="stop after this wall time (0: no limit)")
     p.add_argument("--stop-after", type=int, default=0,
                    help="stop after this many steps in this run (resume later; 0: run to --steps)")
@@ -245,15 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-resume", action="store_true")
     p.add_argument("--init-from", help="start from the weights of this notes checkpoint (a model card's .safetensors "
                    "or a run's last.safetensors; same vocabulary); layers it lacks, such as the bar-position "
                    "embedding, start at zero")
-    p.add_argument("--no-tqdm", action="store_true")
     return p
 
 
@@ -388,7 +381,7 @@ def train(args, on_event=None) -> dict:
         return v
 
     bar = None
-    if not args.no_tqdm:
+    if not args.quiet:
         from tqdm import tqdm
         bar = tqdm(total=args.steps, initial=step, desc=f"notes {config.arch}", file=sys.stderr, mininterval=5)
     model.train()
@@ -431,6 +424,8 @@ def train(args, on_event=None) -> dict:
             if bar:
                 bar.set_postfix(loss=rec["loss"], val=round(val, 4))
             loss_acc, n_acc = 0.0, 0
+        if step % args.checkpoint_every == 0 and step % args.eval_every != 0:
+            save_last()  # evaluate() saves too; between evaluations the run still resumes from here
         if step % args.eval_every == 0:
             val = evaluate()
             if not bar:

@@ -85,8 +85,7 @@ class Trainable:
     builtin: tuple[str, ...]     # the options that select the built-in corpus
     extensions: tuple[str, ...]  # files a user may upload as data (passed as --data FOLDER); () = none
     checkpoint: str              # file the trainer rewrites periodically in --out (progress, resume)
-    every_flag: str              # its option for "checkpoint / evaluate every N steps"
-    quiet_flag: str              # its option for "no progress bar"
+    evaluates: bool              # has --eval-every (a validation curve the tab draws, as often as it saves)
     loss_keys: tuple[str, ...]   # log fields drawn as curves
     best_file: str | None = None  # the shippable model the trainer writes itself, or ...
     export: str | None = None    # ... "module:function(src, dst, extra)" making one from the checkpoint
@@ -94,24 +93,24 @@ class Trainable:
 
 TRAINABLES = {
     "musegan": Trainable("musegan", "MuseGAN (four-voice chorales)", ("musegan",), ("--data", "bach"),
-                         (".mid", ".midi"), "last.safetensors", "--checkpoint-every", "--quiet",
+                         (".mid", ".midi"), "last.safetensors", False,
                          ("g_loss", "c_loss", "gp"), export="composer.training.musegan:export_generator"),
     "charrnn": Trainable("charrnn", "Folk tunes: ABC char-RNN", ("charrnn",), ("--data", "folk"), (".abc",),
-                         "last.safetensors", "--ckpt-every", "--no-tqdm", ("loss", "val_nats_per_char"),
+                         "last.safetensors", True, ("loss", "val_nats_per_char"),
                          best_file="charrnn.safetensors"),
     "notes-lstm": Trainable("notes-lstm", "Continue: note/chord LSTM", ("notes", "--arch", "lstm"), ("--data", "all"),
-                            (".mid", ".midi"), "last.safetensors", "--eval-every", "--no-tqdm", ("loss", "val"),
+                            (".mid", ".midi"), "last.safetensors", True, ("loss", "val"),
                             best_file="notes_lstm.safetensors"),
     "notes-wavenet": Trainable("notes-wavenet", "Continue: note/chord WaveNet", ("notes", "--arch", "wavenet"),
-                               ("--data", "all"), (".mid", ".midi"), "last.safetensors", "--eval-every", "--no-tqdm",
+                               ("--data", "all"), (".mid", ".midi"), "last.safetensors", True,
                                ("loss", "val"), best_file="notes_wavenet.safetensors"),
     # two domains each: the built-in pair here; two folders of your own through the CLI
     "cyclegan": Trainable("cyclegan", "Genre transfer: CycleGAN Bach <-> folk", ("cyclegan",),
-                          ("--domain-a", "bach", "--domain-b", "folk"), (), "last.safetensors", "--checkpoint-every",
-                          "--quiet", ("g_loss", "cycle"), export="composer.training.cyclegan:export_generators"),
+                          ("--domain-a", "bach", "--domain-b", "folk"), (), "last.safetensors", False,
+                          ("g_loss", "cycle"), export="composer.training.cyclegan:export_generators"),
     "classifier": Trainable("classifier", "Genre classifier Bach / folk", ("classifier",),
-                            ("--domain-a", "bach", "--domain-b", "folk"), (), "last.safetensors", "--checkpoint-every",
-                            "--quiet", ("loss", "test_acc"), export="composer.training.classifier:export_classifier"),
+                            ("--domain-a", "bach", "--domain-b", "folk"), (), "last.safetensors", False,
+                            ("loss", "test_acc"), export="composer.training.classifier:export_classifier"),
 }
 
 
@@ -313,7 +312,8 @@ class TrainingJob:
         data = list(self.trainable.builtin) if self.data == "builtin" else ["--data", self.data]
         return [sys.executable, "-m", "composer", "train", *self.trainable.cli, *data,
                 "--steps", str(self.steps), "--batch", str(self.batch), "--out", str(self.out),
-                self.trainable.every_flag, str(every), "--threads", "1", self.trainable.quiet_flag]
+                "--checkpoint-every", str(every), *(["--eval-every", str(every)] if self.trainable.evaluates else []),
+                "--threads", "1", "--quiet"]
 
     def start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
