@@ -3,6 +3,10 @@
 Also the upload checks for user data.
 """
 import io
+import math
+import os
+import signal
+import sys
 import time
 import zipfile
 
@@ -31,12 +35,19 @@ def _wait(client, until, timeout=240):
     raise AssertionError(f"timed out; last status: {out[1]}")
 
 
+def _points(status):
+    """The chart's rows in a /train_status answer (an update: shown once it has points)."""
+    plot = status[2]
+    plot = plot.get("value") or {} if plot.get("__type__") == "update" else plot
+    return plot.get("data") or []
+
+
 def test_training_streams_losses_then_saves_and_refuses_a_second_run(client):
     token = client.predict(LABEL, "Built-in corpus", None, 30, 8, api_name="/train_start")[-1]
     with pytest.raises(Exception, match="one run at a time"):
         client.predict(LABEL, "Built-in corpus", None, 30, 8, token, api_name="/train_start")
-    out = _wait(client, lambda o: len({r[0] for r in o[2]["data"]}) >= 2)
-    series = {r[1] for r in out[2]["data"]}
+    out = _wait(client, lambda o: len({r[0] for r in _points(o)}) >= 2)
+    series = {r[1] for r in _points(out)}
     assert {"g_loss", "c_loss", "gp"} <= series
     out = _wait(client, lambda o: "finished" in o[1] or "failed" in o[1])
     assert "finished" in out[1] and "step 30 / 30" in out[1]
@@ -51,11 +62,22 @@ def test_training_streams_losses_then_saves_and_refuses_a_second_run(client):
     assert "pytest-model@" in msg
 
 
-def test_stop_ends_the_run(client):
-    token = client.predict(LABEL, "Built-in corpus", None, 5000, 8, api_name="/train_start")[-1]
-    _wait(client, lambda o: "running" in o[1])
+def test_stop_ends_the_run_within_two_seconds_even_when_sigint_is_ignored(client):
+    # a server started in the background (nohup, &) hands its children an ignored SIGINT
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        token = client.predict(LABEL, "Built-in corpus", None, 5000, 8, api_name="/train_start")[-1]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _wait(client, lambda o: "running" in o[1] and "step 0 /" not in o[1])
+    from composer.ui.jobs import JOBS
+    pid = JOBS.current().pid
+    t = time.monotonic()
     html = client.predict(token, api_name="/train_stop")
+    assert time.monotonic() - t < 3.0  # 2 s for the trainer, the rest for the HTTP round trip
     assert "stopped" in html
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
     with pytest.raises(Exception, match="No training run"):
         client.predict(token, api_name="/train_stop")
 
@@ -206,3 +228,27 @@ def test_a_busy_trainer_refuses_before_unpacking(monkeypatch):
     monkeypatch.setattr(train, "prepare_upload", lambda *a, **k: pytest.fail("unpacked while busy"))
     with pytest.raises(Exception, match="about 3 minutes left"):
         train.start(LABEL, "My files", ["x.zip"], 30, 8, None, None)
+
+
+def test_the_loss_chart_never_gets_non_finite_points_and_stays_hidden_until_it_has_one():
+    from composer.ui.train import loss_frame, plot_update
+    recs = [{"step": 1, "g_loss": math.inf, "c_loss": 1.5}, {"step": 2, "g_loss": math.nan, "c_loss": -math.inf},
+            {"kind": "ckpt"}, {"step": 3, "g_loss": 0.5}]
+    frame = loss_frame(recs, ("g_loss", "c_loss"))
+    assert frame.values.tolist() == [[1, "c_loss", 1.5], [3, "g_loss", 0.5]]
+    assert plot_update(frame)["visible"] is True
+    assert plot_update(loss_frame([], ("g_loss",)))["visible"] is False
+
+
+def test_the_status_says_stopping_while_the_trainer_goes(tmp_path):
+    from composer.ui.jobs import TRAINABLES, TrainingJob
+    job = TrainingJob(TRAINABLES["musegan"], tmp_path, 100, 8, "builtin")
+    job.proc = __import__("subprocess").Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                                               start_new_session=True)
+    job.pid = job.proc.pid
+    assert job.state() == "running"
+    job.stopped_by_user = True
+    assert job.state() == "stopping"
+    t = time.monotonic()
+    job.stop()
+    assert time.monotonic() - t < 2.1 and job.state() == "stopped"

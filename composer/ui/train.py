@@ -8,6 +8,7 @@ long the trainer stays busy. "Use in Compose" changes the Compose model of that 
 """
 from __future__ import annotations
 
+import math
 import secrets
 import shutil
 import threading
@@ -60,9 +61,16 @@ def models_dir(owner: str) -> Path:
 
 
 def loss_frame(records: list[dict], keys: tuple[str, ...]) -> pd.DataFrame:
+    """The log's curves as rows (step, series, value); non-finite values are left out (a
+    diverged step must not stretch the chart's axes to +-Infinity)."""
     rows = [{"step": r["step"], "series": k, "value": float(r[k])} for r in records if "step" in r
-            for k in keys if k in r and r[k] is not None]
+            for k in keys if isinstance(r.get(k), (int, float)) and math.isfinite(r[k])]
     return pd.DataFrame(rows, columns=["step", "series", "value"])
+
+
+def plot_update(frame: pd.DataFrame):
+    """The chart, shown once it has a point: an empty Vega chart draws axes from -Infinity to Infinity."""
+    return gr.update(value=frame, visible=not frame.empty)
 
 
 def _fmt_s(s: float | None) -> str:
@@ -150,13 +158,21 @@ def start(model_label, source, uploads, steps, batch, owner=None, request: gr.Re
             note += f", {len(prepared.skipped)} skipped: " + "; ".join(prepared.skipped[:10])
     job = JOBS.start(key, data, int(steps), int(batch), run, owner=who, data_note=note)
     return (gr.Timer(active=True), progress_html(job.progress(), f"<p>{note}</p>" if note else ""),
-            loss_frame([], t.loss_keys), token)
+            plot_update(loss_frame([], t.loss_keys)), token)
+
+
+def stopping(owner=None, request: gr.Request = None):
+    """Stop pressed: say "stopping" at once, before the trainer is signalled (the next event)."""
+    job = JOBS.running_job()
+    if job is None or not job.owned_by(owner_key(owner, request)):
+        return gr.update()  # the stop event itself says why not
+    return progress_html(dict(job.progress(), state="stopping"))
 
 
 @user_errors
 def stop(owner=None, request: gr.Request = None):
     """Stop your training run (API: ``train_stop``); its last checkpoint stays. Only the visitor who
-    started a run can stop it."""
+    started a run can stop it; it ends within about two seconds."""
     job = JOBS.running_job()
     if job is None:
         raise gr.Error("No training run is in progress.")
@@ -187,8 +203,8 @@ def poll(owner=None, request: gr.Request = None):
         roll, wav, text = make_preview(job)
     except ComposerError as exc:
         roll, wav, text = None, None, f"(preview not available: {exc})"
-    return (gr.Timer(active=job.running), progress_html(p, note), loss_frame(job.records(), job.trainable.loss_keys),
-            roll, wav, text)
+    return (gr.Timer(active=job.running), progress_html(p, note),
+            plot_update(loss_frame(job.records(), job.trainable.loss_keys)), roll, wav, text)
 
 
 @user_errors
@@ -293,14 +309,15 @@ def build(owner: gr.BrowserState | None = None, model_choice: gr.State | None = 
         with gr.Column(scale=2):
             progress = gr.HTML(_idle_html())
             plot = gr.LinePlot(pd.DataFrame({"step": [], "series": [], "value": []}), x="step", y="value",
-                               color="series", title="Losses", height=300)
+                               color="series", title="Losses", height=300, visible=False)
             prev_roll = gr.Image(label="Preview: the current generator", type="filepath", interactive=False)
             prev_audio = gr.Audio(label="Preview audio", type="filepath", interactive=False)
             prev_text = gr.Textbox(label="Preview tune (folk model)", lines=6, interactive=False)
     timer = gr.Timer(1.0, active=False)
     start_btn.click(start, [model, source, uploads, steps, batch, owner], [timer, progress, plot, owner],
                     api_name="train_start")
-    stop_btn.click(stop, [owner], [progress], api_name="train_stop")
+    stop_btn.click(stopping, [owner], [progress], queue=False, show_progress="hidden", api_visibility="private") \
+        .then(stop, [owner], [progress], api_name="train_stop")
     timer.tick(poll, [owner], [timer, progress, plot, prev_roll, prev_audio, prev_text], show_progress="hidden",
                api_name="train_status", concurrency_limit=2, concurrency_id="train_status")
     save_btn.click(save, [name, owner], [saved, saved_msg], api_name="train_save")
