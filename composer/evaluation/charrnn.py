@@ -133,33 +133,6 @@ def sampling_speed(model, n_chars: int = 1000, seed: int = 0, guard: bool = True
     return measure_sampling(model, n_chars, seed, guard)["chars_per_s"]
 
 
-def per_char_nats(model, ids, streams: int = 16, seq: int = 256):
-    """-log p of every character of ``ids`` but the first (numpy array, index i-1 for
-    character i), read as :func:`composer.training.charrnn.evaluate_nats` reads it."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    model.eval()
-    ids = torch.as_tensor(ids, dtype=torch.long)
-    streams = max(1, min(streams, len(ids) - 1))
-    n = (len(ids) - 1) // streams
-    x = ids[: n * streams].reshape(streams, n)
-    y = ids[1: n * streams + 1].reshape(streams, n)
-    out = torch.zeros(streams, n)
-    state = None
-    with torch.no_grad():
-        for s in range(0, n, seq):
-            logits, state = model(x[:, s:s + seq], state)
-            out[:, s:s + seq] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                                                y[:, s:s + seq].reshape(-1), reduction="none").reshape(streams, -1)
-        rest = len(ids) - 1 - n * streams
-        tail = torch.zeros(0)
-        if rest > 0:
-            logits, _ = model(ids[n * streams: n * streams + rest].unsqueeze(0))
-            tail = F.cross_entropy(logits[0].float(), ids[n * streams + 1:], reduction="none")
-    return np.concatenate([out.reshape(-1).numpy(), tail.numpy()])
-
-
 def body_spans(tunes) -> tuple[list[tuple[int, int]], int]:
     """Spans (start, end) of each tune's body in :func:`composer.training.charrnn.join`
     of ``tunes`` (the lines after K:, the last newline included), and the text length."""
@@ -220,7 +193,7 @@ def evaluate(checkpoint=None, n: int = 100, real: int = 0, temperature: float = 
     from composer.api import charrnn as api
     from composer.music.abc import load_dataset
     from composer.music.abc_overlap import TrainingIndex
-    from composer.training.charrnn import join
+    from composer.training.charrnn import join, per_char_nats
     if threads:
         torch.set_num_threads(threads)
     model = api.load(checkpoint)

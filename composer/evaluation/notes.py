@@ -67,23 +67,11 @@ def line_from_stream(stream, name: str, kind: str) -> dict | None:
     """{name, kind, meter, bar (ticks), notes [[start, end, pitch] ticks]} of a one-line stream
     (the first part of a score), shifted by the pickup so that bar lines fall on multiples of
     ``bar``; None when the meter is missing, changes, or is not one of :data:`METERS`."""
-    from composer.music.tokens import stream_notes
-    part = stream.parts[0] if hasattr(stream, "parts") and len(stream.parts) else stream
-    sigs = {ts.ratioString for ts in part.recurse().getElementsByClass("TimeSignature")}
-    if len(sigs) != 1 or next(iter(sigs)) not in METERS:
+    from composer.music.tokens import meter_and_pickup, stream_notes
+    meter, bar_q, pad = meter_and_pickup(stream)  # the reading the note models were trained on
+    if meter not in METERS:
         return None
-    meter = next(iter(sigs))
-    num, den = map(int, meter.split("/"))
-    bar_q = num * 4.0 / den
-    measures = part.getElementsByClass("Measure")
-    pad = 0.0
-    if len(measures):
-        m0 = measures[0]
-        pad = float(m0.paddingLeft or 0.0)
-        if not pad:
-            content = float(m0.highestTime)
-            if 0 < content < bar_q - 1e-6:
-                pad = bar_q - content
+    part = stream.parts[0] if hasattr(stream, "parts") and len(stream.parts) else stream
     notes = []
     for s, e, p in stream_notes(part):
         a, b = int(round((s + pad) * TPQ)), int(round((e + pad) * TPQ))

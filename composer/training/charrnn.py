@@ -156,29 +156,36 @@ class StreamBatcher:
 
 
 @torch.no_grad()
-def evaluate_nats(model: CharRNN, ids: np.ndarray, streams: int = 16, seq: int = 256) -> float:
-    """Mean negative log-likelihood (nats per character) of ``ids``, read as ``streams``
-    contiguous pieces with the state carried across chunks; every character but the first
-    of each stream is scored."""
+def per_char_nats(model: CharRNN, ids: np.ndarray, streams: int = 16, seq: int = 256) -> np.ndarray:
+    """-log p (nats) of every character of ``ids`` but the first (index i-1 for character i).
+
+    ``ids`` is read as ``streams`` contiguous pieces with the state carried across chunks of
+    ``seq`` characters (as training reads it); the tail that does not fill a stream is read
+    on its own.
+    """
     model.eval()
     ids = torch.as_tensor(ids, dtype=torch.long)
     streams = max(1, min(streams, len(ids) - 1))
     n = (len(ids) - 1) // streams
     x = ids[: n * streams].reshape(streams, n)
     y = ids[1: n * streams + 1].reshape(streams, n)
-    state, total, count = None, 0.0, 0
+    out = torch.zeros(streams, n)
+    state = None
     for s in range(0, n, seq):
         logits, state = model(x[:, s:s + seq], state)
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y[:, s:s + seq].reshape(-1),
-                                 reduction="sum").item()
-        count += y[:, s:s + seq].numel()
-    # the tail that does not fill a stream
+        out[:, s:s + seq] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                            y[:, s:s + seq].reshape(-1), reduction="none").reshape(streams, -1)
     rest = len(ids) - 1 - n * streams
+    tail = torch.zeros(0)
     if rest > 0:
         logits, _ = model(ids[n * streams: n * streams + rest].unsqueeze(0))
-        total += F.cross_entropy(logits[0].float(), ids[n * streams + 1:], reduction="sum").item()
-        count += rest
-    return total / max(count, 1)
+        tail = F.cross_entropy(logits[0].float(), ids[n * streams + 1:], reduction="none")
+    return np.concatenate([out.reshape(-1).numpy(), tail.numpy()])
+
+
+def evaluate_nats(model: CharRNN, ids: np.ndarray, streams: int = 16, seq: int = 256) -> float:
+    """Mean negative log-likelihood (nats per character) of ``ids`` (see :func:`per_char_nats`)."""
+    return float(per_char_nats(model, ids, streams, seq).mean())
 
 
 # --------------------------------------------------------------------------------------
