@@ -135,6 +135,16 @@ def test_trainers_end_to_end_with_resume(tmp_path):
     assert {k.split(".")[0] for k in shipped} == {"G_AB", "G_BA"}
     assert all(v.dtype == torch.float16 for v in shipped.values())
     assert json.loads(ship.with_suffix(".json").read_text())["step"] == 3
+    # a fine-tune from the shipped generators with the melody loss
+    tuned = tmp_path / "tuned"
+    assert tcg.main(common[:4] + ["--out", str(tuned)] + common[6:] + ["--steps", "1", "--init-from", str(ship),
+                                                                       "--melody-weight", "2"]) == 0
+    tt, tcard = load_checkpoint(tuned / "last.safetensors")
+    assert tcard["melody_weight"] == 2.0 and tcard["init_from"] == str(ship)
+    assert "melody" in read_jsonl(tuned / "log.jsonl")[-1]
+    with pytest.raises(Exception, match="not a 'default' CycleGAN"):
+        tcg.main(common[:4] + ["--out", str(tmp_path / "x")] + common[6:8] + ["--preset", "default", "--steps", "1",
+                                                                             "--init-from", str(ship)])
 
     cout = tmp_path / "clf"
     assert tclf.main(["--domain-a", a, "--domain-b", b, "--out", str(cout), "--steps", "30", "--width", "8",
@@ -254,3 +264,27 @@ def test_random_note_controls_match_the_register_and_nothing_else():
     assert np.array_equal(rp.any(-1), w.any(-1))             # the rhythm kept: same sounding steps
     assert not np.array_equal(rp, w)
     assert len(transpose_windows(w, 30)) == 30 and len(transpose_windows(w, 40)) == 0   # 47 + 40 > 83
+
+
+def test_melody_loss_wants_the_top_line_kept_and_nothing_above():
+    x = torch.zeros(1, 1, 64, 84)
+    x[..., 40] = 1                          # the tune
+    x[..., ::4, 28] = 1                     # an accompaniment below it
+    keep = x * 0.98 + 0.01
+    lose = keep.clone()
+    lose[..., 40] = 0.01                    # the tune dropped
+    over = keep.clone()
+    over[..., 50] = 0.99                    # a new line above the tune
+    below = keep.clone()
+    below[..., 20] = 0.99                   # new notes below it: not the melody loss's business
+    l_keep = float(tcg.melody_loss(x, keep))
+    assert l_keep < 0.05
+    assert float(tcg.melody_loss(x, lose)) > 1.0 and float(tcg.melody_loss(x, over)) > l_keep + 0.05
+    assert float(tcg.melody_loss(x, below)) == pytest.approx(l_keep, abs=1e-6)
+    m = CycleGAN(get_config("tiny"))
+    nets = {k: getattr(m, k) for k in m.NETS}
+    _, parts, _, _ = tcg.generator_loss(nets, batch(seed=1), batch(seed=2), sigma=0.0, lam=10.0, gamma=1.0, mu=2.0)
+    assert "melody" in parts and torch.allclose(
+        parts["g_loss"], parts["g_adv"] + 10.0 * parts["cycle"] + parts["g_adv_m"] + 2.0 * parts["melody"])
+    _, plain, _, _ = tcg.generator_loss(nets, batch(seed=1), batch(seed=2), sigma=0.0, lam=10.0, gamma=1.0)
+    assert "melody" not in plain

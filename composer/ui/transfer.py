@@ -19,7 +19,8 @@ import gradio as gr
 
 from composer.api import cyclegan as tr
 from composer.errors import ComposerError
-from composer.music.corpus import example_midi_paths, folk_example_midi_paths
+from composer.music.abc import folk_example_midi_paths
+from composer.music.corpus import example_midi_paths
 from composer.music.midi import load_midi
 from composer.render.outputs import export_piece, new_output_dir, safe_stem
 from composer.ui.common import GM_CHOICES, choice_program
