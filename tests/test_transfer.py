@@ -140,6 +140,13 @@ def test_cli_writes_midi_and_refuses_bad_out(ckpt, tmp_path, capsys):
     assert back.get_tempo_changes()[1][0] == pytest.approx(110.0, abs=0.01)  # MIDI stores whole microseconds
     assert back.get_end_time() == pytest.approx(pretty_midi.PrettyMIDI(str(src)).get_end_time(), abs=0.01)
     assert "beta -> alpha" in capsys.readouterr().out
+    assert transfer_cli.main([str(src), "--to", "beta", "--out", str(out), "--checkpoint", str(ckpt),
+                              "--programs", "73,-", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["already"] is False and line["voices"]
+    assert pretty_midi.PrettyMIDI(str(out)).instruments[0].program == 73
+    with pytest.raises(ComposerError, match="--programs must be numbers"):
+        transfer_cli.main([str(src), "--to", "beta", "--out", str(out), "--checkpoint", str(ckpt), "--programs", "x"])
     with pytest.raises(ComposerError, match="must end in .mid or .wav"):
         transfer_cli.main([str(src), "--to", "alpha", "--out", str(tmp_path / "x.txt"), "--checkpoint", str(ckpt)])
 
