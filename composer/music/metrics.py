@@ -38,6 +38,12 @@ pitch per step (:func:`voice_lines`).
 * ``copied_bars`` (:func:`copied_bars`) share of bars whose four voices appear verbatim, in
   any transposition, among the training bars; ``nn_distance`` (:func:`nn_distance`) mean
   distance from each window to its nearest training window (any transposition)
+
+What a genre transfer keeps of its input (merged binary windows ``(n, bars, steps, pitches)``,
+input beside output; the melody is the top line, the highest sounding pitch per step):
+``note_f1`` (notes = (window, onset step, pitch)), ``top_line_correlation`` (contour of the
+output's top line against the input's), ``melody_kept`` (melody steps whose pitch the output
+sounds), ``notes_per_sounding_step`` and ``beat_texture`` (beats with >= 3 pitches / a triad).
 """
 from __future__ import annotations
 
