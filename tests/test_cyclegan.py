@@ -135,6 +135,16 @@ def test_trainers_end_to_end_with_resume(tmp_path):
     assert {k.split(".")[0] for k in shipped} == {"G_AB", "G_BA"}
     assert all(v.dtype == torch.float16 for v in shipped.values())
     assert json.loads(ship.with_suffix(".json").read_text())["step"] == 3
+    # a fine-tune from the shipped generators with the melody loss
+    tuned = tmp_path / "tuned"
+    assert tcg.main(common[:4] + ["--out", str(tuned)] + common[6:] + ["--steps", "1", "--init-from", str(ship),
+                                                                       "--melody-weight", "2"]) == 0
+    tt, tcard = load_checkpoint(tuned / "last.safetensors")
+    assert tcard["melody_weight"] == 2.0 and tcard["init_from"] == str(ship)
+    assert "melody" in read_jsonl(tuned / "log.jsonl")[-1]
+    with pytest.raises(Exception, match="not a 'default' CycleGAN"):
+        tcg.main(common[:4] + ["--out", str(tmp_path / "x")] + common[6:8] + ["--preset", "default", "--steps", "1",
+                                                                             "--init-from", str(ship)])
 
     cout = tmp_path / "clf"
     assert tclf.main(["--domain-a", a, "--domain-b", b, "--out", str(cout), "--steps", "30", "--width", "8",
@@ -145,6 +155,12 @@ def test_trainers_end_to_end_with_resume(tmp_path):
     assert np.mean(losses[-5:]) < np.mean(losses[:5])   # one voice against four: it learns
     assert 0.0 <= ccard["test"]["acc"] <= 1.0 and len(ccard["test"]["acc_per_class"]) == 2
     assert (cout / "best.safetensors").exists()
+    # the defaults fight the register shortcut: centring, transposition, random-note controls
+    assert ccard["config"]["register_norm"] is True and ccard["transpose"] == 12 and ccard["controls"] == 1.0
+    shipped = tclf.export_classifier(cout / "last.safetensors", tmp_path / "classifier_alpha_beta.safetensors",
+                                     extra={"figures": {"held_out": 1.0}})
+    st, sc = load_checkpoint(shipped)
+    assert all(v.dtype == torch.float16 for v in st.values()) and sc["figures"] == {"held_out": 1.0}
 
 
 def test_torchrun_two_processes_gloo(tmp_path):
@@ -195,3 +211,80 @@ def test_input_skip_starts_the_generator_near_the_identity():
     agree = ((y > 0.5) == (x > 0.5)).float().mean()
     assert agree > 0.97 and ((y > 0.5) & (x > 0.5)).sum() > 0.9 * x.sum()
     assert ((z > 0.5) & (x > 0.5)).sum() < 0.9 * x.sum()      # the paper's generator starts anywhere
+
+
+def test_register_centring_makes_the_classifier_deaf_to_transposition():
+    """A window and the same window a fifth or an octave up reach the first layer identical."""
+    from composer.models.classifier import centre_register
+    x = torch.zeros(1, 1, 64, 84)
+    x[..., ::4, [20, 24, 27, 32]] = 1
+    x[..., 2::4, 30] = 1
+    torch.manual_seed(0)
+    norm = GenreClassifier(ClassifierConfig(width=4, register_norm=True)).eval()
+    torch.manual_seed(0)
+    plain = GenreClassifier(ClassifierConfig(width=4, register_norm=False)).eval()
+    with torch.no_grad():
+        for shift in (5, 12, -7):
+            y = torch.roll(x, shift, dims=-1)
+            assert torch.equal(centre_register(x, 42), centre_register(y, 42))
+            assert torch.allclose(norm(x), norm(y))
+            assert not torch.allclose(plain(x), plain(y), atol=1e-4)
+    c = centre_register(x, 42)[0, 0]
+    on = torch.nonzero(c.sum(0)).flatten().float()
+    assert abs(float((c.sum(0)[on.long()] * on).sum() / c.sum()) - 42) <= 0.5
+    assert torch.equal(centre_register(torch.zeros(1, 1, 64, 84), 42), torch.zeros(1, 1, 64, 84))
+    assert ClassifierConfig.from_dict({"width": 64}).register_norm is False   # cards from before
+
+
+def test_transposed_batches_stay_in_range_and_move():
+    rng = np.random.default_rng(0)
+    w = np.zeros((20, 4, 16, 84), bool)
+    w[:10, :, ::4, 2] = True            # at the bottom: may only go up
+    w[10:, :, ::4, 80] = True           # near the top: at most 3 up
+    x = tclf.transposed_batch(w, 64, rng, 12, "cpu")
+    pitch = x[:, 0].sum(1).argmax(1)
+    assert x.sum() == 64 * 16 and pitch.min() >= 0 and pitch.max() <= 83
+    assert len(set(pitch.tolist())) > 5                     # it does transpose
+    same = tclf.transposed_batch(w, 8, np.random.default_rng(1), 0, "cpu")
+    assert set(same[:, 0].sum(1).argmax(1).tolist()) <= {2, 80}
+
+
+def test_random_note_controls_match_the_register_and_nothing_else():
+    from composer.music.genres import NoteStats, random_note_windows, repitched_windows, transpose_windows
+    rng = np.random.default_rng(0)
+    w = np.zeros((30, 4, 16, 84), bool)
+    for k in range(30):
+        for s in range(0, 64, 4):
+            w[k, s // 16, s % 16:s % 16 + 4, 40 + (s // 4 + k) % 8] = True
+    st = NoteStats.of(w)
+    r = random_note_windows(st, 200, rng)
+    used = np.flatnonzero(r.any(axis=(0, 1, 2)))
+    assert set(used) <= set(range(40, 48)) and r.shape == (200, 4, 16, 84)
+    rp = repitched_windows(w, st, rng)
+    assert np.array_equal(rp.any(-1), w.any(-1))             # the rhythm kept: same sounding steps
+    assert not np.array_equal(rp, w)
+    assert len(transpose_windows(w, 30)) == 30 and len(transpose_windows(w, 40)) == 0   # 47 + 40 > 83
+
+
+def test_melody_loss_wants_the_top_line_kept_and_nothing_above():
+    x = torch.zeros(1, 1, 64, 84)
+    x[..., 40] = 1                          # the tune
+    x[..., ::4, 28] = 1                     # an accompaniment below it
+    keep = x * 0.98 + 0.01
+    lose = keep.clone()
+    lose[..., 40] = 0.01                    # the tune dropped
+    over = keep.clone()
+    over[..., 50] = 0.99                    # a new line above the tune
+    below = keep.clone()
+    below[..., 20] = 0.99                   # new notes below it: not the melody loss's business
+    l_keep = float(tcg.melody_loss(x, keep))
+    assert l_keep < 0.05
+    assert float(tcg.melody_loss(x, lose)) > 1.0 and float(tcg.melody_loss(x, over)) > l_keep + 0.05
+    assert float(tcg.melody_loss(x, below)) == pytest.approx(l_keep, abs=1e-6)
+    m = CycleGAN(get_config("tiny"))
+    nets = {k: getattr(m, k) for k in m.NETS}
+    _, parts, _, _ = tcg.generator_loss(nets, batch(seed=1), batch(seed=2), sigma=0.0, lam=10.0, gamma=1.0, mu=2.0)
+    assert "melody" in parts and torch.allclose(
+        parts["g_loss"], parts["g_adv"] + 10.0 * parts["cycle"] + parts["g_adv_m"] + 2.0 * parts["melody"])
+    _, plain, _, _ = tcg.generator_loss(nets, batch(seed=1), batch(seed=2), sigma=0.0, lam=10.0, gamma=1.0)
+    assert "melody" not in plain

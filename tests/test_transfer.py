@@ -140,6 +140,13 @@ def test_cli_writes_midi_and_refuses_bad_out(ckpt, tmp_path, capsys):
     assert back.get_tempo_changes()[1][0] == pytest.approx(110.0, abs=0.01)  # MIDI stores whole microseconds
     assert back.get_end_time() == pytest.approx(pretty_midi.PrettyMIDI(str(src)).get_end_time(), abs=0.01)
     assert "beta -> alpha" in capsys.readouterr().out
+    assert transfer_cli.main([str(src), "--to", "beta", "--out", str(out), "--checkpoint", str(ckpt),
+                              "--programs", "73,-", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["already"] is False and line["voices"]
+    assert pretty_midi.PrettyMIDI(str(out)).instruments[0].program == 73
+    with pytest.raises(ComposerError, match="--programs must be numbers"):
+        transfer_cli.main([str(src), "--to", "beta", "--out", str(out), "--checkpoint", str(ckpt), "--programs", "x"])
     with pytest.raises(ComposerError, match="must end in .mid or .wav"):
         transfer_cli.main([str(src), "--to", "alpha", "--out", str(tmp_path / "x.txt"), "--checkpoint", str(ckpt)])
 
@@ -149,11 +156,82 @@ def test_eval_json_has_the_issue_fields(ckpt, capsys):
     assert ev.main(["--checkpoint", str(ckpt), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["pairs"][0]
     assert row["pair"] == "alpha-beta"
-    for k in ("clf_acc", "s_a2b", "s_b2a", "s_tot", "density", "density_out_a2b", "density_out_b2a",
-              "s_tot_unguarded"):
-        assert k in row
-    assert row["s_tot"] == pytest.approx((row["s_a2b"] + row["s_b2a"]) / 2, abs=1e-3)
-    assert row["density_out_a2b"]["in_target_range"] == 1.0 and row["density_out_b2a"]["in_target_range"] == 1.0
+    clf = row["classifier"]
+    assert set(clf["transposed"]) == {"-12", "-5", "+5", "+12"}
+    assert {"random_notes_alpha", "random_notes_beta", "repitched_alpha", "repitched_beta"} == set(clf["controls"])
+    assert all(0.5 <= c["mean_max_prob"] <= 1.0 for c in clf["controls"].values())
+    assert set(row["systems"]) == {"model", "identity", "random_target"}
+    for name, sy in row["systems"].items():
+        assert sy["s_tot"] == pytest.approx((sy["s_a2b"] + sy["s_b2a"]) / 2, abs=1e-3)
+        assert set(sy["content"]) == {"alpha->beta", "beta->alpha"}
+        for c in sy["content"].values():
+            assert {"note_f1", "top_line_corr", "melody_kept", "notes_per_step", "beats_3plus", "beat_triads"} <= set(c)
+    ident, rand = row["systems"]["identity"], row["systems"]["random_target"]
+    assert ident["s_a2b"] == 0.0 and ident["s_b2a"] == 0.0           # changing nothing transfers nothing
+    assert all(c["note_f1"] == 1.0 and c["melody_kept"] == 1.0 for c in ident["content"].values())
+    assert all(c["note_f1"] < 0.5 for c in rand["content"].values())  # another piece keeps little
+    assert row["bars"]["random_target_content_fails"] is True
+    dens = row["model_extra"]["density_out"]
+    assert dens["alpha->beta"]["in_target_range"] == 1.0 and dens["beta->alpha"]["in_target_range"] == 1.0
+
+
+def test_content_measures_on_known_cases():
+    from composer.music import metrics as mm
+    from composer.music.genres import transpose_windows
+    mel = np.zeros((2, 4, 16, 84), bool)
+    for s in range(64):
+        mel[0, s // 16, s % 16, 40 + (s // 4) % 5] = True
+        mel[1, s // 16, s % 16, 45 - (s // 2) % 7] = True
+    up = transpose_windows(mel, 7)
+    assert mm.note_f1(mel, mel) == 1.0 and mm.note_f1(mel, up) == 0.0
+    assert mm.top_line_correlation(mel, up) == pytest.approx(1.0)   # contour kept, pitches not
+    assert mm.melody_kept(mel, up) == 0.0 and mm.melody_kept(mel, mel) == 1.0
+    chords = mel.copy()
+    chords[:, :, ::4, 28] = True                                     # C2 E2... under the tune
+    chords[:, :, ::4, 31] = True
+    assert mm.top_line_correlation(mel, chords) == pytest.approx(1.0) and mm.melody_kept(mel, chords) == 1.0
+    tex = mm.beat_texture(chords, where=mel)
+    assert tex["three_plus"] == 1.0 and 0.0 < tex["triads"] < 1.0    # E-G + C/D/E/F/G on top: some fit
+    assert mm.beat_texture(mel)["three_plus"] == 0.0
+    assert mm.notes_per_sounding_step(mel) == 1.0 and mm.notes_per_sounding_step(chords) > 1.0
+    flat = np.zeros_like(mel)
+    flat[:, :, :, 40] = True
+    assert mm.top_line_correlation(mel, flat) == 0.0                 # no shape kept counts as 0
+    rng = np.random.default_rng(0)
+    noise = rng.random(mel.shape) > 0.97
+    assert abs(mm.top_line_correlation(mel, noise)) < 0.5 and mm.note_f1(mel, noise) < 0.1
+
+
+def test_output_is_split_into_voices_with_instruments(ckpt):
+    from composer.music.genres import split_voices
+    codes = np.zeros((16, 84), np.uint8)
+    for s in range(0, 16, 4):
+        for p in (20, 27, 32, 36 + s // 4):
+            codes[s, p], codes[s + 1:s + 4, p] = 2, 1
+    parts = split_voices(codes, 4)
+    assert [int(np.flatnonzero(v.any(0)).max()) for v in parts[1:]] == [32, 27, 20]
+    assert np.array_equal(np.stack(parts).max(0), codes)              # every note kept, once
+    assert sum(int((v == 2).sum()) for v in parts) == int((codes == 2).sum())
+    assert transfer.output_voices("bach", 2)[1][1] == "Bass"
+    assert [p for p, _ in transfer.output_voices("folk", 2, programs=[None, 0])] == [40, 0]
+    with pytest.raises(transfer.TransferError, match="0-127"):
+        transfer.output_voices("folk", 1, programs=[300])
+    res = transfer.transfer_pm(piece(bars=4), "beta", checkpoint=ckpt, programs=[73, 74, 75, 76])
+    progs = [i.program for i in res.pm.instruments]
+    assert len(progs) == len(res.voices) >= 1 and progs == [73, 74, 75, 76][:len(progs)]
+    assert sorted((n.pitch, round(n.start, 3)) for i in res.pm.instruments for n in i.notes) == sorted(
+        (n.pitch, round(n.start, 3)) for n in transfer.codes_to_midi_like(res.codes_out, piece(bars=4), 0).instruments[0].notes)
+
+
+def test_a_piece_already_in_the_target_genre_is_left_alone(ckpt):
+    pm = piece(bars=4)
+    first = transfer.transfer_pm(pm, "beta", checkpoint=ckpt)
+    here = max(first.probs_before, key=first.probs_before.get)
+    other = "alpha" if here == "beta" else "beta"
+    res = transfer.transfer_pm(pm, here, checkpoint=ckpt, skip_if_target=True)
+    assert res.already and res.pm is pm and np.array_equal(res.codes_out, res.codes_in)
+    assert f"already hears {here}" in res.summary()
+    assert not transfer.transfer_pm(pm, other, checkpoint=ckpt, skip_if_target=True).already
 
 
 def test_shipped_pair_if_present():
@@ -185,9 +263,28 @@ def test_tab_builds_and_transfers_an_upload(tmp_path):
     roll_b, roll_a, wav_b, wav_a, p_before, p_after, files, status = out
     assert set(p_before) == {"bach", "folk"} and "folk" in status
     assert any(f.endswith(".mid") for f in files) and any(f.endswith(".wav") for f in files)
+    # a failed transfer says why and leaves every other output as it was
     bad = tmp_path / "bad.mid"
     bad.write_text("nope")
-    with pytest.raises(gr.Error, match="not a MIDI file"):
-        tab.transfer_midi(str(bad), None, "folk")
-    with pytest.raises(gr.Error, match="Upload a MIDI file"):
-        tab.transfer_midi(None, None, "folk")
+    for args, why in (((str(bad), None, "folk"), "not a MIDI file"), ((None, None, "folk"), "Upload a MIDI file"),
+                      ((None, "Nope - not an example", "folk"), "Pick an example")):
+        out = tab.transfer_midi(*args)
+        assert len(out) == 8 and all(isinstance(o, type(gr.skip())) for o in out[:7])
+        assert why in out[7] and "last result is still shown" in out[7]
+    assert "Compose tab" in tab.transfer_path(None, "folk")[7]
+
+
+def test_tab_offers_both_genres_and_says_when_a_piece_is_already_there():
+    gr = pytest.importorskip("gradio")
+    if not transfer.available_genres():
+        pytest.skip("no shipped genre-transfer checkpoint")
+    from composer.ui import transfer as tab
+    ex = tab.examples()
+    folk = [k for k in ex if k.startswith("Folk - ")]
+    assert folk and any(k.startswith("Bach - ") for k in ex)
+    out = tab.transfer_midi(None, folk[0], "bach", 1.0, False, "019 Church Organ")
+    assert "→ bach" in out[7] and out[1] is not None
+    first_voice = pretty_midi.PrettyMIDI(next(f for f in out[6] if f.endswith(".mid"))).instruments[0]
+    assert first_voice.program == 19
+    same = tab.transfer_midi(None, folk[0], "folk", 1.0, False)
+    assert "already folk" in same[7] and same[1] is None and same[5] is None

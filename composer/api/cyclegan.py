@@ -13,9 +13,13 @@
 4. with ``keep_rhythm`` the output's notes start exactly where the input's do: per input
    onset-to-onset segment the model picks the pitches, the input keeps the timing;
 5. the windows are joined again, cut to the input's length and written with the input's
-   tempo map.
+   tempo map, split into voices (:func:`composer.music.genres.split_voices`: as many as the
+   output has, up to four, top voice first), each on its own track and instrument
+   (:data:`VOICE_PROGRAMS`, or the caller's).
 
-The classifier shipped with the pair gives the genre probabilities before and after.
+The classifier shipped with the pair gives the genre probabilities before and after; with
+``skip_if_target`` a piece it already puts in the target genre is returned unchanged
+(``TransferResult.already``).
 """
 from __future__ import annotations
 
@@ -29,13 +33,22 @@ import pretty_midi
 
 from composer.paths import checkpoints_dir
 from composer.errors import CheckpointError, ComposerError, MidiTooLongError
-from composer.music.genres import binary_to_codes, midi_to_roll, note_density, onsets
+from composer.music.genres import binary_to_codes, midi_to_roll, note_density, onsets, split_voices, voice_count
 
 CHECKPOINTS = checkpoints_dir()
 #: Inputs longer than this many bars are refused (about 8 minutes at 120 bpm).
 MAX_BARS = 256
 #: General MIDI program of each built-in genre's output.
 GENRE_PROGRAMS = {"bach": 19, "folk": 40, "palestrina": 52}  # church organ, violin, choir aahs
+#: General MIDI program and name of each output voice, top voice first, by genre: Bach's four
+#: parts as a wind quartet (oboe, clarinet, horn, bassoon: four colours the ear can follow),
+#: a fiddle tune's melody on the violin over a guitar, Palestrina's parts as choir voices.
+VOICE_PROGRAMS = {
+    "bach": ((68, "Soprano"), (71, "Alto"), (60, "Tenor"), (70, "Bass")),
+    "folk": ((40, "Melody"), (24, "Harmony"), (24, "Harmony 2"), (32, "Bass")),
+    "palestrina": ((52, "Cantus"), (52, "Altus"), (53, "Tenor"), (52, "Bassus")),
+}
+MAX_VOICES = 4
 N_BARS, STEPS, PITCHES = 4, 16, 84
 
 
@@ -259,8 +272,13 @@ class TransferResult:
     probs_before: dict[str, float] | None = None
     probs_after: dict[str, float] | None = None
     seconds: float = 0.0
+    already: bool = False         # the classifier put the input in the target genre: nothing transferred
+    voices: list[str] = field(default_factory=list)   # "Soprano: Oboe", ... one per output track
 
     def summary(self) -> str:
+        if self.already:
+            return (f"the classifier already hears {self.target} in this piece "
+                    f"(P({self.target}) {self.probs_before[self.target]:.2f}); nothing was transferred")
         lo, hi = self.density_range or (float("nan"), float("nan"))
         moved = sum(1 for t in self.thresholds if abs(t - 0.5) > 1e-6)
         s = (f"{self.source} -> {self.target}: {self.codes_out.shape[0]} bars in {len(self.density_out)} windows; "
@@ -268,6 +286,8 @@ class TransferResult:
              f"(target range {lo:.1f}-{hi:.1f}); density guard adjusted {moved} window(s)")
         if self.probs_after:
             s += (f"; P({self.target}) {self.probs_before[self.target]:.2f} -> {self.probs_after[self.target]:.2f}")
+        if self.voices:
+            s += f"; voices: {', '.join(self.voices)}"
         return s
 
 
@@ -327,34 +347,71 @@ def _steps_of(pm: pretty_midi.PrettyMIDI) -> int:
     return max(1, int(np.ceil(pm.time_to_tick(pm.get_end_time()) / ticks_per_step - 1e-6)))
 
 
-def codes_to_midi_like(codes: np.ndarray, like: pretty_midi.PrettyMIDI, program: int, end_time: float | None = None,
-                       velocity: int = 90) -> pretty_midi.PrettyMIDI:
-    """One-instrument PrettyMIDI of ``(bars, 16, 84)`` codes on ``like``'s tempo map."""
+def codes_to_midi_like(codes, like: pretty_midi.PrettyMIDI, program: int | None = None,
+                       end_time: float | None = None, velocity: int = 90,
+                       voices: list[tuple[int, str]] | None = None) -> pretty_midi.PrettyMIDI:
+    """PrettyMIDI of ``(bars, 16, 84)`` codes on ``like``'s tempo map.
+
+    ``codes`` is one roll (one track, ``program``) or a list of rolls, one track each, with
+    ``voices`` giving each track's ``(program, name)``.
+    """
     from composer.music.pianoroll import PITCH_OFFSET, notes_from_codes
+    rolls = codes if isinstance(codes, (list, tuple)) else [codes]
+    if voices is None:
+        voices = [(int(program or 0), pretty_midi.program_to_instrument_name(int(program or 0)))] * len(rolls)
     out = pretty_midi.PrettyMIDI(resolution=like.resolution)
     out._tick_scales = list(like._tick_scales)     # the input's tempo map, written on save
     out._update_tick_to_time(max(1, like.time_to_tick(like.get_end_time()) + like.resolution * 8))
     out.time_signature_changes = [pretty_midi.TimeSignature(4, 4, 0.0)]
-    inst = pretty_midi.Instrument(program=int(program), name=pretty_midi.program_to_instrument_name(int(program)))
     ticks_per_step = like.resolution * 4 / STEPS
-    flat = codes.reshape(-1, codes.shape[-1])
-    for p, s, e in notes_from_codes(flat):
-        inst.notes.append(pretty_midi.Note(velocity=velocity, pitch=p + PITCH_OFFSET,
-                                           start=out.tick_to_time(int(round(s * ticks_per_step))),
-                                           end=out.tick_to_time(int(round(e * ticks_per_step)))))
-    inst.notes.sort(key=lambda n: (n.start, n.pitch))
-    if end_time is not None:  # keep the input's length even when it ends in a rest
-        inst.control_changes.append(pretty_midi.ControlChange(64, 0, float(end_time)))
-    out.instruments.append(inst)
+    for roll, (prog, name) in zip(rolls, voices):
+        inst = pretty_midi.Instrument(program=int(prog), name=name)
+        flat = np.asarray(roll).reshape(-1, roll.shape[-1])
+        for p, s, e in notes_from_codes(flat):
+            inst.notes.append(pretty_midi.Note(velocity=velocity, pitch=p + PITCH_OFFSET,
+                                               start=out.tick_to_time(int(round(s * ticks_per_step))),
+                                               end=out.tick_to_time(int(round(e * ticks_per_step)))))
+        inst.notes.sort(key=lambda n: (n.start, n.pitch))
+        if end_time is not None:  # keep the input's length even when it ends in a rest
+            inst.control_changes.append(pretty_midi.ControlChange(64, 0, float(end_time)))
+        out.instruments.append(inst)
+    return out
+
+
+def output_voices(to: str, n: int, programs=None, program: int | None = None) -> list[tuple[int, str]]:
+    """``(program, name)`` of each of ``n`` output voices, top first.
+
+    ``programs`` (one per voice, None = the genre's) wins over ``program`` (all voices),
+    which wins over :data:`VOICE_PROGRAMS`.
+    """
+    table = VOICE_PROGRAMS.get(to)
+    if table is None:
+        table = tuple((GENRE_PROGRAMS.get(to, 0), f"Voice {k + 1}") for k in range(MAX_VOICES))
+    # which of the four roles n voices take: the top, the bottom, then the inner ones
+    roles = {1: [0], 2: [0, 3], 3: [0, 1, 3], 4: [0, 1, 2, 3]}[n]
+    out = []
+    for k, r in enumerate(roles):
+        prog, name = table[r]
+        if program is not None:
+            prog = program
+        if programs is not None and k < len(programs) and programs[k] is not None:
+            prog = programs[k]
+        if not 0 <= int(prog) <= 127:
+            raise TransferError(f"instrument programs must be 0-127, got {prog}")
+        out.append((int(prog), name))
     return out
 
 
 def transfer_pm(pm: pretty_midi.PrettyMIDI, to: str, strength: float = 1.0, keep_rhythm: bool = False,
                 checkpoint: str | Path | None = None, program: int | None = None, guard: bool = True,
-                device=None) -> TransferResult:
+                device=None, programs: list[int | None] | None = None,
+                skip_if_target: bool = False) -> TransferResult:
     """Transfer a PrettyMIDI to genre ``to``; the result keeps its tempo map and length.
 
-    ``device``: where the networks run (None: the CPU).
+    ``program``: one General MIDI program for every output voice; ``programs``: one per
+    voice, top first (None entries: the genre's, :data:`VOICE_PROGRAMS`).
+    ``skip_if_target``: when the classifier already puts the piece in ``to``, return it
+    unchanged with ``already=True``. ``device``: where the networks run (None: the CPU).
     """
     t0 = time.time()
     if not 0.0 <= float(strength) <= 1.0:
@@ -375,22 +432,32 @@ def transfer_pm(pm: pretty_midi.PrettyMIDI, to: str, strength: float = 1.0, keep
     padded = np.zeros((n_win * N_BARS, STEPS, PITCHES), dtype=np.uint8)
     padded[:n_bars] = roll
     binary = (padded > 0).reshape(n_win, N_BARS, STEPS, PITCHES)
+    rng = model.density_range.get(to)
+    probs_before = _classify(model, binary, device)
+    if skip_if_target and probs_before and max(probs_before, key=probs_before.get) == to:
+        return TransferResult(pm=pm, codes_in=roll, codes_out=roll, target=to, source=source,
+                              density_in=[float(v) for v in note_density(binary)],
+                              density_out=[float(v) for v in note_density(binary)],
+                              density_range=list(rng) if rng else None, thresholds=[],
+                              probs_before=probs_before, probs_after=probs_before,
+                              seconds=time.time() - t0, already=True)
     out, _, ths = transfer_windows(model, binary, to, strength, keep_rhythm, guard, device=device)
     flat = out.reshape(-1, PITCHES)
     flat[n_steps:] = False                       # nothing past the input's end
     codes_out = binary_to_codes(flat.reshape(-1, STEPS, PITCHES))[:n_bars]
-    if program is None:
-        program = GENRE_PROGRAMS.get(to)
-        if program is None:
-            first = next((i for i in pm.instruments if not i.is_drum), None)
-            program = first.program if first else 0
-    pm_out = codes_to_midi_like(codes_out, pm, program, end_time=pm.get_end_time())
-    rng = model.density_range.get(to)
+    if program is not None and not 0 <= int(program) <= 127:
+        raise TransferError(f"the program must be 0-127, got {program}")
+    n_voices = voice_count(codes_out > 0, MAX_VOICES)
+    voices = output_voices(to, n_voices, programs, program)
+    parts = split_voices(codes_out.reshape(-1, PITCHES), n_voices)
+    pm_out = codes_to_midi_like([v.reshape(codes_out.shape) for v in parts], pm, end_time=pm.get_end_time(),
+                                voices=voices)
     res = TransferResult(pm=pm_out, codes_in=roll, codes_out=codes_out, target=to, source=source,
                          density_in=[float(v) for v in note_density(binary)],
                          density_out=[float(v) for v in note_density(out)],
                          density_range=list(rng) if rng else None, thresholds=ths,
-                         probs_before=_classify(model, binary, device), probs_after=_classify(model, out, device))
+                         probs_before=probs_before, probs_after=_classify(model, out, device),
+                         voices=[f"{name}: {pretty_midi.program_to_instrument_name(p)}" for p, name in voices])
     res.seconds = time.time() - t0
     return res
 

@@ -1034,3 +1034,55 @@ def header_value_ok(field_letter: str, value: str) -> bool:
     if field_letter == "K":
         return bool(re.fullmatch(r"[A-G][#b]?(m|mix|dor|lyd|phr|loc)?|none|Hp|HP", v))
     return bool(v)
+
+
+#: How many held-out fiddle tunes the Genre transfer tab offers as folk examples.
+N_FOLK_EXAMPLES = 4
+
+
+def folk_example_midi_paths(n: int = N_FOLK_EXAMPLES) -> dict[str, Path]:
+    """Fiddle tunes for the Genre transfer tab as MIDI files in the cache, built on first call.
+
+    The first ``n`` tunes in 4/4 (or C, C|, 2/2) of the folk corpus's held-out split - the
+    folk domain's test songs (:func:`composer.music.genres.build_folk`), so neither the
+    CycleGAN nor its classifier has heard them. Returns ``{"Folk - Title": path}``.
+    """
+    from composer.music.corpus import cache_dir, score_to_roll
+    folder = cache_dir() / "examples"
+    folder.mkdir(exist_ok=True)
+    index = folder / f"folk_examples_{n}.json"
+    if index.exists():
+        labels = json.loads(index.read_text())
+        out = {label: folder / f for label, f in labels.items()}
+        if all(p.exists() for p in out.values()):
+            return out
+    out, labels = {}, {}
+    for k, tune in enumerate(load_dataset("folk").val):
+        meter = re.search(r"^M:(.*)$", tune, flags=re.M)
+        if not meter or meter.group(1).strip() not in ("4/4", "C", "C|", "2/2") or re.search(r"\[M:", tune):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                score = abc_to_score(tune)
+            sigs = {ts.ratioString for ts in score.flatten().getElementsByClass("TimeSignature")}
+            if len(sigs) != 1:
+                continue
+            roll = score_to_roll(score, voices=tuple(f"part{i}" for i in range(len(score.parts))) or ("part0",),
+                                 programs=tuple([40] * max(1, len(score.parts))),
+                                 require_time_signature=next(iter(sigs)), tempo=100.0)
+        except Exception:   # a tune music21 cannot read is simply not offered
+            continue
+        if roll is None or roll.codes.shape[1] < 8:
+            continue
+        title = re.search(r"^T:(.*)$", tune, flags=re.M)
+        label = f"Folk - {(title.group(1).strip() if title else f'tune {k}')[:40]}"
+        fname = f"folk_{k:04d}.mid"
+        tmp = folder / (fname + ".tmp")
+        roll.to_pretty_midi().write(str(tmp))
+        tmp.replace(folder / fname)
+        out[label], labels[label] = folder / fname, fname
+        if len(out) >= n:
+            break
+    index.write_text(json.dumps(labels))
+    return out

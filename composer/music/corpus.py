@@ -110,3 +110,4 @@ def example_midi_paths() -> dict[str, Path]:
     return out
 
 
+

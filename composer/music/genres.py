@@ -114,6 +114,125 @@ def binary_to_codes(binary: np.ndarray) -> np.ndarray:
     return np.where(onsets(b), 2, np.where(b, 1, 0)).astype(np.uint8)
 
 
+def transpose_windows(binary: np.ndarray, shift: int) -> np.ndarray:
+    """Binary windows ``(N, bars, steps, pitches)`` moved ``shift`` semitones (up if > 0).
+
+    Only the windows whose every note stays inside the pitch range are returned: a
+    transposition that cut notes off would be another piece.
+    """
+    b = np.asarray(binary, dtype=bool)
+    if shift == 0:
+        return b.copy()
+    used = b.any(axis=(-3, -2))                       # (N, pitches)
+    fits = ~used[:, -shift:].any(axis=1) if shift > 0 else ~used[:, :-shift].any(axis=1)
+    out = np.zeros_like(b[fits])
+    if shift > 0:
+        out[..., shift:] = b[fits][..., :-shift]
+    else:
+        out[..., :shift] = b[fits][..., -shift:]
+    return out
+
+
+def note_lengths(binary: np.ndarray) -> np.ndarray:
+    """Length in steps of every note of binary windows ``(N, bars, steps, pitches)`` (a note is
+    a run of sounding cells of one pitch inside one window)."""
+    b = np.asarray(binary, dtype=bool)
+    flat = b.reshape(len(b), -1, b.shape[-1]).transpose(0, 2, 1).reshape(-1, b.shape[-3] * b.shape[-2])
+    pad = np.zeros((flat.shape[0], 1), dtype=bool)
+    d = np.diff(np.concatenate([pad, flat, pad], axis=1).astype(np.int8), axis=1)
+    starts, ends = np.nonzero(d == 1), np.nonzero(d == -1)
+    return (ends[1] - starts[1]).astype(np.int64)
+
+
+@dataclass
+class NoteStats:
+    """What a domain's random-note control is drawn from: its pitch histogram (onsets per
+    pitch), its note lengths and its notes per window, all from its training windows."""
+    pitch_p: np.ndarray
+    lengths: np.ndarray
+    notes_per_window: np.ndarray
+
+    @classmethod
+    def of(cls, binary: np.ndarray) -> "NoteStats":
+        on = onsets(binary)
+        hist = on.sum(axis=(0, 1, 2)).astype(np.float64)
+        return cls(pitch_p=hist / max(1.0, hist.sum()), lengths=note_lengths(binary),
+                   notes_per_window=on.sum(axis=(1, 2, 3)))
+
+
+def random_note_windows(stats: NoteStats, n: int, rng: np.random.Generator, n_bars: int = N_BARS,
+                        steps: int = STEPS) -> np.ndarray:
+    """``n`` register-matched random-note windows: each has as many notes as a random real
+    window of the domain, every note with a pitch drawn from the domain's pitch histogram, a
+    length drawn from its note lengths and a start drawn uniformly - the domain's register,
+    density and durations, but no melody, harmony, voice-leading or metre."""
+    total = n_bars * steps
+    out = np.zeros((n, total, len(stats.pitch_p)), dtype=bool)
+    counts = rng.choice(stats.notes_per_window, size=n)
+    for k, c in enumerate(counts):
+        pitches = rng.choice(len(stats.pitch_p), size=int(c), p=stats.pitch_p)
+        lengths = rng.choice(stats.lengths, size=int(c))
+        starts = rng.integers(0, total, size=int(c))
+        for p, s, ln in zip(pitches, starts, lengths):
+            out[k, s:min(total, s + int(ln)), p] = True
+    return out.reshape(n, n_bars, steps, len(stats.pitch_p))
+
+
+def repitched_windows(binary: np.ndarray, stats: NoteStats, rng: np.random.Generator) -> np.ndarray:
+    """Real windows with every note's pitch redrawn from ``stats``' pitch histogram: the
+    domain's own rhythm, density and register, no melody or harmony."""
+    b = np.asarray(binary, dtype=bool)
+    n, bars, steps, pitches = b.shape
+    flat = b.reshape(n, bars * steps, pitches)
+    on = onsets(b).reshape(n, bars * steps, pitches)
+    out = np.zeros_like(flat)
+    for k, s, p in zip(*np.nonzero(on)):
+        e = s
+        while e < bars * steps and flat[k, e, p]:
+            e += 1
+        out[k, s:e, rng.choice(pitches, p=stats.pitch_p)] = True
+    return out.reshape(b.shape)
+
+
+def voice_count(binary, max_voices: int = 4, quantile: float = 90.0) -> int:
+    """How many voices a roll ``(..., steps, pitches)`` has: the ``quantile`` percentile of the
+    pitches sounding per sounding step, rounded, in ``1..max_voices`` (a fiddle tune's odd
+    double stop does not make it two voices; a chorale's four do)."""
+    c = np.asarray(binary, dtype=bool).reshape(-1, np.shape(binary)[-1]).sum(-1)
+    if not (c > 0).any():
+        return 1
+    return int(np.clip(round(float(np.percentile(c[c > 0], quantile))), 1, max_voices))
+
+
+def split_voices(codes: np.ndarray, n_voices: int) -> list[np.ndarray]:
+    """One merged REST/HOLD/ONSET roll ``(steps, pitches)`` split into ``n_voices`` rolls, top
+    voice first.
+
+    Each note goes, whole, to one voice, chosen at its start among the notes sounding then:
+    the highest to the top voice, the lowest (when there are two or more) to the bottom
+    voice, the ones between to the inner voices in order (extra ones to the lowest inner
+    voice). With one voice everything stays together.
+    """
+    from composer.music.pianoroll import notes_from_codes
+    codes = np.asarray(codes)
+    out = [np.zeros_like(codes) for _ in range(max(1, n_voices))]
+    if n_voices <= 1:
+        out[0][:] = codes
+        return out
+    for p, s, e in notes_from_codes(codes):
+        sounding = np.flatnonzero(codes[s] > 0)[::-1]          # highest first
+        rank, m = int(np.flatnonzero(sounding == p)[0]), len(sounding)
+        if rank == 0:
+            v = 0
+        elif rank == m - 1:
+            v = n_voices - 1
+        else:
+            v = min(rank, n_voices - 2)
+        out[v][s, p] = 2
+        out[v][s + 1:e, p] = 1
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # Windows and split
 # --------------------------------------------------------------------------------------

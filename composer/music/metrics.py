@@ -38,6 +38,12 @@ pitch per step (:func:`voice_lines`).
 * ``copied_bars`` (:func:`copied_bars`) share of bars whose four voices appear verbatim, in
   any transposition, among the training bars; ``nn_distance`` (:func:`nn_distance`) mean
   distance from each window to its nearest training window (any transposition)
+
+What a genre transfer keeps of its input (merged binary windows ``(n, bars, steps, pitches)``,
+input beside output; the melody is the top line, the highest sounding pitch per step):
+``note_f1`` (notes = (window, onset step, pitch)), ``top_line_correlation`` (contour of the
+output's top line against the input's), ``melody_kept`` (melody steps whose pitch the output
+sounds), ``notes_per_sounding_step`` and ``beat_texture`` (beats with >= 3 pitches / a triad).
 """
 from __future__ import annotations
 
@@ -477,3 +483,100 @@ def check_bar(model: dict, reference: dict, tol: float = 0.1) -> dict[str, bool]
         ok["nn_distance"] = model["nn_distance"] >= reference["nn_distance"] - 1e-9
     ok["diversity"] = model["diversity"] >= 0.5 * reference["diversity"]
     return ok
+
+
+# ---------------------------------------------------------------------------------------------
+# Content kept by a transfer: merged binary windows (N, bars, steps, pitches), input vs output
+# ---------------------------------------------------------------------------------------------
+#
+# Genre transfer works on one merged roll per window (composer.music.genres), so these read
+# binary windows, not per-track codes. The melody of a window is its top line: the highest
+# sounding pitch per step (a fiddle tune's tune; a chorale's soprano).
+
+def _merged(binary) -> np.ndarray:
+    b = np.asarray(binary, dtype=bool)
+    if b.ndim != 4:
+        raise ValueError(f"expected binary windows (n, bars, steps, pitches), got shape {b.shape}")
+    return b.reshape(b.shape[0], -1, b.shape[-1])
+
+
+def top_line(binary) -> np.ndarray:
+    """Highest sounding pitch index per step, ``(n, steps)``, -1 where nothing sounds."""
+    f = _merged(binary)
+    top = f.shape[-1] - 1 - np.argmax(f[..., ::-1], axis=-1)
+    return np.where(f.any(-1), top, -1)
+
+
+def _note_onsets(f: np.ndarray) -> np.ndarray:
+    prev = np.zeros_like(f)
+    prev[:, 1:] = f[:, :-1]
+    return f & ~prev
+
+
+def note_f1(reference, output) -> float:
+    """F1 of the output's notes against the reference's: a note is (window, onset step,
+    pitch), matched exactly. 1 = the same notes; a random piece scores near 0."""
+    r, o = _note_onsets(_merged(reference)), _note_onsets(_merged(output))
+    tp = float((r & o).sum())
+    return 2 * tp / max(1.0, float(r.sum() + o.sum()))
+
+
+def top_line_correlation(reference, output, min_steps: int = 8) -> float:
+    """Mean over windows of the Pearson correlation between the reference's top line (its
+    melody) and the output's top line, over the steps where both sound.
+
+    Windows where either line is flat over those steps, or where they share fewer than
+    ``min_steps`` sounding steps, count as 0 (no shape kept), not as missing: an output
+    that drops the melody must not score by abstaining. Pitch contour, so a transposed
+    melody still correlates 1.
+    """
+    a, b = top_line(reference), top_line(output)
+    vals = []
+    for x, y in zip(a, b):
+        both = (x >= 0) & (y >= 0)
+        if not (x >= 0).any():
+            continue                                   # a silent input window has no melody
+        if both.sum() < min_steps or x[both].std() == 0 or y[both].std() == 0:
+            vals.append(0.0)
+            continue
+        vals.append(float(np.corrcoef(x[both], y[both])[0, 1]))
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def melody_kept(reference, output) -> float:
+    """Share of the reference's top-line steps where the output sounds that very pitch
+    (anywhere in its texture)."""
+    line = top_line(reference)
+    o = _merged(output)
+    n, s = np.nonzero(line >= 0)
+    return float(o[n, s, line[n, s]].mean()) if len(n) else 0.0
+
+
+def notes_per_sounding_step(binary) -> float:
+    """Pitches sounding per step, over the steps where anything sounds (1 = one line)."""
+    c = _merged(binary).sum(-1)
+    return float(c[c > 0].mean()) if (c > 0).any() else 0.0
+
+
+def beat_texture(binary, where=None, pitch_offset: int = pitch_offset_default,
+                 steps_per_beat: int = 4) -> dict[str, float]:
+    """Harmony on the beats (every ``steps_per_beat``-th step) of merged windows.
+
+    ``three_plus``: share of beats with >= 3 pitches sounding; ``triads``: share of beats
+    with >= 3 pitches sounding whose pitch classes fit one major or minor triad (the
+    chorale definition of :func:`beat_triads`, on one merged roll). Beats are counted
+    where ``where`` (binary windows of the same shape, e.g. the input) sounds, default
+    where ``binary`` itself sounds - so an output that falls silent under its input's notes
+    is counted as failing there.
+    """
+    f = _merged(binary)[:, ::steps_per_beat]                       # (n, beats, pitches)
+    w = _merged(where if where is not None else binary)[:, ::steps_per_beat].any(-1)
+    if not w.any():
+        return {"three_plus": 0.0, "triads": 0.0}
+    count = f.sum(-1)
+    pcs = (np.arange(f.shape[-1]) + pitch_offset) % 12
+    bits = np.where(f, np.left_shift(1, pcs)[None, None, :], 0)
+    mask = np.bitwise_or.reduce(bits, axis=-1)
+    fits = ((mask[..., None] & ~TRIAD_MASKS) == 0).any(-1)
+    three = count >= 3
+    return {"three_plus": float(three[w].mean()), "triads": float((three & fits)[w].mean())}

@@ -95,12 +95,14 @@ def sweep_outputs(max_age_s: float = OUTPUT_MAX_AGE_S, max_folders: int = OUTPUT
 
 def export_piece(pm: pretty_midi.PrettyMIDI, name: str = "piece", folder: Path | None = None,
                  wav: bool = True, png: bool = True, score: bool = True, title: str | None = None,
-                 marks: list[float] | None = None, sample_rate: int = audio.SAMPLE_RATE) -> Piece:
+                 marks: list[float] | None = None, sample_rate: int = audio.SAMPLE_RATE,
+                 pitch_range: tuple[int, int] | None = None, until: float | None = None) -> Piece:
     """Write ``pm`` as MIDI and (optionally) WAV, piano-roll PNG, MusicXML and score HTML.
 
     A score that cannot be engraved does not fail the call: ``score_error`` says why, and
     the audio and piano roll are still made. Audio errors (no FluidSynth, no soundfont)
-    raise :class:`~composer.errors.AudioError`.
+    raise :class:`~composer.errors.AudioError`. ``pitch_range`` and ``until`` go to the
+    piano roll (:func:`composer.render.viz.pianoroll_figure`).
     """
     t0 = time.monotonic()
     folder = folder or new_output_dir()
@@ -110,7 +112,8 @@ def export_piece(pm: pretty_midi.PrettyMIDI, name: str = "piece", folder: Path |
     if wav:
         piece.wav = audio.render_to_wav(pm, folder / f"{stem}.wav", sample_rate)
     if png:
-        piece.png = viz.save_pianoroll(pm, folder / f"{stem}.png", title=title, marks=marks)
+        piece.png = viz.save_pianoroll(pm, folder / f"{stem}.png", title=title, marks=marks,
+                                       pitch_range=pitch_range, until=until)
     if score:
         try:
             # the score gets what is left of the request's budget: audio first, never a request

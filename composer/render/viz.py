@@ -29,7 +29,8 @@ MAX_SCORE_BARS = 48
 
 
 def pianoroll_figure(pm: pretty_midi.PrettyMIDI, title: str | None = None, width: float = 10.0,
-                     height: float = 4.0, dpi: int = 100, marks: list[float] | None = None) -> Figure:
+                     height: float = 4.0, dpi: int = 100, marks: list[float] | None = None,
+                     pitch_range: tuple[int, int] | None = None, until: float | None = None) -> Figure:
     """A piano-roll figure of ``pm``: a colour per track, bar and beat lines, pitch names.
 
     Parameters
@@ -39,6 +40,11 @@ def pianoroll_figure(pm: pretty_midi.PrettyMIDI, title: str | None = None, width
     marks : list of float, optional
         Times in seconds to mark with a dashed vertical line (e.g. the seam between a
         prompt and its continuation).
+    pitch_range : (int, int), optional
+        Lowest and highest MIDI pitch to show (default: the piece's own), so that two rolls
+        (a piece before and after a transfer) share one pitch axis.
+    until : float, optional
+        Show only the first ``until`` seconds (long pieces: notes stay readable).
     """
     fig = Figure(figsize=(width, height), dpi=dpi)
     ax = fig.add_axes((0.07, 0.12, 0.78, 0.8) if len(pm.instruments) > 1 else (0.07, 0.12, 0.9, 0.8))
@@ -60,14 +66,19 @@ def pianoroll_figure(pm: pretty_midi.PrettyMIDI, title: str | None = None, width
                               label=inst.name or pretty_midi.program_to_instrument_name(inst.program))
         ax.add_collection(coll)
         handles.append(coll)
+    if pitch_range is not None:
+        lo, hi = pitch_range
     if hi < lo:
         lo, hi = 60, 72
     lo, hi = int(lo) - 2, int(hi) + 2
+    if until is not None:
+        end = min(end, max(float(until), 1e-3))
     ax.set_xlim(0, end)
     ax.set_ylim(lo - 0.5, hi + 0.5)
     # bar lines strong, beat lines faint; get_downbeats follows the time signatures
     beats = pm.get_beats()
     downbeats = pm.get_downbeats()
+    beats, downbeats = beats[beats <= end + 1e-6], downbeats[downbeats <= end + 1e-6]
     if len(beats) < 2000:
         ax.vlines(beats, lo - 0.5, hi + 0.5, colors="#dddddd", linewidths=0.5, zorder=0)
     ax.vlines(downbeats, lo - 0.5, hi + 0.5, colors="#888888", linewidths=0.9, zorder=0)

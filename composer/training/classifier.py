@@ -5,6 +5,21 @@ the held-out (song-level) test windows is measured at every checkpoint and writt
 model card; the best checkpoint by held-out accuracy is kept as ``best.safetensors``.
 Optional Gaussian noise on the inputs (``--sigma``) as in the paper's classifier training.
 Runs under ``torchrun`` like the other trainers. Module-level imports: torch and numpy.
+
+Against the register shortcut (the paper's classifier, trained on Bach chorales and fiddle
+tunes, learned "low = bach, high = folk"):
+
+* ``--register-norm`` (default on): the model centres each window's mean pitch before its
+  first layer (:func:`composer.models.classifier.centre_register`);
+* ``--transpose N``: each training window is moved by a random shift in ``-N..N``
+  semitones (only shifts that keep it inside the 84 pitches);
+* ``--controls W``: each step also sees register-matched random-note windows of both
+  domains (:func:`composer.music.genres.random_note_windows`: the domain's pitch
+  histogram, note lengths and note counts, uniform starts) with the uniform distribution
+  as target, weight ``W`` - so notes in a genre's register are not that genre by
+  themselves (outlier exposure). The held-out control figures of ``eval cyclegan`` use
+  fresh draws, and a second control the trainer never sees (real windows with every
+  pitch redrawn).
 """
 from __future__ import annotations
 
@@ -19,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from composer.models.classifier import ClassifierConfig, GenreClassifier
-from composer.training.cyclegan import batch_of, load_domain_arrays
+from composer.music.genres import NoteStats, random_note_windows
+from composer.training.cyclegan import load_domain_arrays
 from composer.training.loop import (Dist, add_run_args, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
                                     optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,
                                     unprefixed)
@@ -42,6 +58,28 @@ def accuracy(model: GenreClassifier, windows_by_class: list[np.ndarray], device=
     return {"acc": correct / max(1, total), "acc_balanced": float(np.mean(per)), "acc_per_class": per}
 
 
+def transposed_batch(windows: np.ndarray, batch: int, rng: np.random.Generator, max_shift: int,
+                     device) -> torch.Tensor:
+    """``batch`` random windows, each moved by a random shift in ``-max_shift..max_shift`` that
+    keeps all its notes inside the pitch range (``max_shift=0``: as they are)."""
+    idx = rng.integers(0, len(windows), size=batch)
+    w = windows[idx]
+    if max_shift > 0:
+        used = w.any(axis=(1, 2))                              # (batch, pitches)
+        p = used.shape[1]
+        lo = np.where(used.any(1), used.argmax(1), 0)          # lowest used pitch
+        hi = np.where(used.any(1), p - 1 - used[:, ::-1].argmax(1), p - 1)
+        down = np.minimum(max_shift, lo)
+        up = np.minimum(max_shift, p - 1 - hi)
+        shifts = rng.integers(-down, up + 1)
+        out = np.zeros_like(w)
+        for k, sh in enumerate(shifts):
+            out[k] = np.roll(w[k], int(sh), axis=-1)           # no wrap: the shift fits by construction
+        w = out
+    x = torch.from_numpy(w.astype(np.float32))
+    return x.reshape(batch, 1, -1, x.shape[-1]).to(device)
+
+
 def export_classifier(src, dst, extra: dict | None = None, half: bool = True) -> Path:
     """Ship a classifier checkpoint (weights only, float16 by default) with its model card."""
     tensors, card = load_checkpoint(src)
@@ -62,6 +100,12 @@ def parse_args(argv):
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--width", type=int, default=64, help="first layer filters (paper 64)")
     p.add_argument("--sigma", type=float, default=0.0, help="std of Gaussian noise added to training inputs")
+    p.add_argument("--no-register-norm", dest="register_norm", action="store_false",
+                   help="do not centre each window's mean pitch before the first layer (the paper's classifier)")
+    p.add_argument("--transpose", type=int, default=12,
+                   help="random transposition of training windows, -N..N semitones (0: none)")
+    p.add_argument("--controls", type=float, default=1.0,
+                   help="weight of the uniform-target loss on register-matched random-note windows (0: none)")
     return p.parse_args(argv)
 
 
@@ -72,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     device = d.device
     out = Path(args.out)
     ckpt_path = out / "last.safetensors"
-    cfg = ClassifierConfig(width=args.width)
+    cfg = ClassifierConfig(width=args.width, register_norm=args.register_norm)
     tensors, card = None, {}
     if ckpt_path.exists() and not args.no_resume:
         tensors, card = load_checkpoint(ckpt_path, device="cpu")
         cfg = ClassifierConfig.from_dict(card["config"])
     A, B = load_domain_arrays(args.domain_a), load_domain_arrays(args.domain_b)
+    stats = [NoteStats.of(A["train"]), NoteStats.of(B["train"])]
     torch.manual_seed(args.seed + d.rank)
     rng = np.random.default_rng(args.seed * 1000 + d.rank + card.get("step", 0) * 7919)
     model = GenreClassifier(cfg)
@@ -110,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         c = {"model": "classifier", "config": cfg.to_dict(), "step": step, "wall_s": round(timer.elapsed, 1),
              "classes": [A["name"], B["name"]], "domain_specs": [args.domain_a, args.domain_b],
              "data": {A["name"]: A["counts"], B["name"]: B["counts"]}, "batch": 2 * args.batch * d.world,
-             "lr": args.lr, "sigma": args.sigma, "test": metrics, "best_acc": max(best, metrics["acc"]),
+             "lr": args.lr, "sigma": args.sigma, "transpose": args.transpose, "controls": args.controls,
+             "test": metrics, "best_acc": max(best, metrics["acc"]),
              "trained_on": f"{device.type} x{d.world}, fp32, {torch.get_num_threads()} thread(s)"}
         t = {**prefixed(model.state_dict(), "C"), **optimizer_tensors(opt, "opt")}
         save_checkpoint(ckpt_path, t, c)
@@ -129,10 +175,18 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     metrics = None
     while step < args.steps:
-        x = torch.cat([batch_of(A["train"], args.batch, rng, device), batch_of(B["train"], args.batch, rng, device)])
+        x = torch.cat([transposed_batch(A["train"], args.batch, rng, args.transpose, device),
+                       transposed_batch(B["train"], args.batch, rng, args.transpose, device)])
+        n_ctl = args.batch // 2 if args.controls > 0 else 0
+        if n_ctl:
+            ctl = np.concatenate([random_note_windows(st, n_ctl, rng) for st in stats])
+            x = torch.cat([x, torch.from_numpy(ctl.astype(np.float32)).reshape(len(ctl), 1, -1, ctl.shape[-1]).to(device)])
         if args.sigma > 0:
             x = x + torch.randn_like(x) * args.sigma
-        loss = F.cross_entropy(train_model(x), labels)
+        logits = train_model(x)
+        loss = F.cross_entropy(logits[:len(labels)], labels)
+        if n_ctl:   # uniform target: cross-entropy to 1/K for every class
+            loss = loss - args.controls * F.log_softmax(logits[len(labels):], dim=1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
