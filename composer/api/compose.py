@@ -331,7 +331,7 @@ class ComposeState:
                      melody_override={_cell(k): arr(v, (z,)) for k, v in _mapping(d, "melody_override").items()},
                      locked={_cell(k): arr(v, (4 * z,)) for k, v in _mapping(d, "locked").items()},
                      reroll_counter=_count(d, "reroll_counter", 0, 2**31, default=0),
-                     checkpoint=str(d.get("checkpoint", ""))[:200], soprano=_soprano(d.get("soprano", []), n_bars, N),
+                     checkpoint=str(d.get("checkpoint", ""))[:200], soprano=_soprano(d.get("soprano", []), n_bars),
                      transpose=_int(d.get("transpose", 0), "transpose"), melody_only=d.get("melody_only", False))
             if not -36 <= st.transpose <= 36:
                 raise LatentsError("transpose must be -36 to 36 semitones")
@@ -433,7 +433,7 @@ def _array(v, shape) -> np.ndarray:
     return a
 
 
-def _soprano(v, n_bars: int, bars_per_phrase: int) -> list[tuple[int, int, int]]:
+def _soprano(v, n_bars: int) -> list[tuple[int, int, int]]:
     """A fixed soprano from JSON: ``[[pitch, start, end], ...]`` inside the piece, one note at a time."""
     if not isinstance(v, list):
         raise LatentsError("soprano must be a list of [pitch, start step, end step]")

@@ -1,7 +1,7 @@
 """Harmonizer figures for ``python -m composer bench --json``.
 
 * ``harmonize_s_per_4_bars`` - wall seconds per 4 bars to harmonize an 8-bar melody with the
-  shipped MuseGAN and the default search (4 restarts, 150 Adam steps), on one CPU thread,
+  shipped MuseGAN and the default search (3 restarts, 300 Adam steps), on one CPU thread,
   median of 3 after a warm-up; ``harmonize_cpu_s_per_4_bars`` the process's CPU seconds (the
   same on an idle machine; lower than wall time when other work shares the cores);
   ``harmonize_bench_soprano_match`` what that run reproduced (the generator's own soprano).

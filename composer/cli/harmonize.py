@@ -22,8 +22,8 @@ def build_parser():
     p.add_argument("--latents", help="also write the piece's latents JSON here (opens in the Compose tab)")
     p.add_argument("--riff", action="store_true",
                    help="IN.mid is a four-voice piece: find its closest latents and report note F1 per voice")
-    p.add_argument("--restarts", type=int, default=None, help="random starts optimised together (default 4)")
-    p.add_argument("--steps", type=int, default=None, help="Adam steps (default 150)")
+    p.add_argument("--restarts", type=int, default=None, help="random starts optimised together (default 3)")
+    p.add_argument("--steps", type=int, default=None, help="Adam steps (default 300)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tempo", type=float, default=None, help="quarter notes per minute (default: the input's)")
     p.add_argument("--checkpoint", default=None, help="a MuseGAN checkpoint (default: the shipped one)")
