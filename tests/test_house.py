@@ -85,7 +85,8 @@ def test_few_modules_at_the_top():
                                  "train classifier --help", "eval musegan --help", "eval notes --help",
                                  "eval cyclegan --help", "eval charrnn --help", "abc --help", "abc sample --help",
                                  "abc check --help", "generate --help", "transfer --help", "continue --help",
-                                 "render --help", "info --help", "bench --help", "serve --help"])
+                                 "render --help", "info --help", "bench --help", "serve --help", "harmonize --help",
+                                 "eval harmonize --help"])
 def test_every_command_has_help(cmd):
     r = run_cli(*cmd.split())
     assert r.returncode == 0 and "usage" in r.stdout.lower(), r.stderr

@@ -237,6 +237,12 @@ class ComposeState:
     locked: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)          # (t, b) -> (4z,)
     reroll_counter: int = 0
     checkpoint: str = ""
+    # a fixed soprano (composer.api.harmonize): notes (MIDI pitch, start step, end step) that
+    # replace the decoded soprano in every *locked* soprano cell; an unlocked soprano cell
+    # sings what the generator writes
+    soprano: list[tuple[int, int, int]] = field(default_factory=list)
+    transpose: int = 0             # semitones the whole piece moves on the way out
+    melody_only: bool = False      # only the fixed soprano sounds (the plain melody, before harmonizing)
 
     @property
     def n_phrases(self) -> int:
@@ -257,6 +263,9 @@ class ComposeState:
              "chords_override": {str(b): v.tolist() for b, v in self.chords_override.items()},
              "melody_override": {f"{t},{b}": v.tolist() for (t, b), v in self.melody_override.items()},
              "locked": {f"{t},{b}": v.tolist() for (t, b), v in self.locked.items()}}
+        if self.soprano or self.transpose or self.melody_only:
+            d.update(soprano=[list(map(int, n)) for n in self.soprano], transpose=int(self.transpose),
+                     melody_only=bool(self.melody_only))
         return json.dumps(d)
 
     @classmethod
@@ -322,7 +331,12 @@ class ComposeState:
                      melody_override={_cell(k): arr(v, (z,)) for k, v in _mapping(d, "melody_override").items()},
                      locked={_cell(k): arr(v, (4 * z,)) for k, v in _mapping(d, "locked").items()},
                      reroll_counter=_count(d, "reroll_counter", 0, 2**31, default=0),
-                     checkpoint=str(d.get("checkpoint", ""))[:200])
+                     checkpoint=str(d.get("checkpoint", ""))[:200], soprano=_soprano(d.get("soprano", []), n_bars),
+                     transpose=_int(d.get("transpose", 0), "transpose"), melody_only=d.get("melody_only", False))
+            if not -36 <= st.transpose <= 36:
+                raise LatentsError("transpose must be -36 to 36 semitones")
+            if not isinstance(st.melody_only, bool):
+                raise LatentsError("melody_only must be true or false")
         except LatentsError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -417,6 +431,25 @@ def _array(v, shape) -> np.ndarray:
     if not np.isfinite(a).all():
         raise LatentsError("the latents hold NaN or infinite values")
     return a
+
+
+def _soprano(v, n_bars: int) -> list[tuple[int, int, int]]:
+    """A fixed soprano from JSON: ``[[pitch, start, end], ...]`` inside the piece, one note at a time."""
+    if not isinstance(v, list):
+        raise LatentsError("soprano must be a list of [pitch, start step, end step]")
+    steps = n_bars * 16
+    if len(v) > steps:
+        raise LatentsError("soprano has more notes than the piece has steps")
+    out, last = [], 0
+    for n in v:
+        if not isinstance(n, list) or len(n) != 3:
+            raise LatentsError("each soprano note must be [pitch, start step, end step]")
+        p, s, e = (_int(x, "soprano notes") for x in n)
+        if not (0 <= p <= 127 and last <= s < e <= steps):
+            raise LatentsError(f"soprano note {n} is outside the piece or overlaps the one before")
+        out.append((p, s, e))
+        last = e
+    return out
 
 
 def _cell(key: str) -> tuple[int, int]:
@@ -557,15 +590,64 @@ class Composer:
         return self._on_device[key]
 
     @torch.no_grad()
-    def codes(self, st: ComposeState, device: str | torch.device | None = None) -> np.ndarray:
+    def codes(self, st: ComposeState, device: str | torch.device | None = None, raw: bool = False) -> np.ndarray:
         """REST/HOLD/ONSET codes ``(tracks, bars, steps, pitches)`` of the piece.
 
         ``device``: where the bar generators run (None: the CPU); the latents are edited on the CPU.
+        A fixed soprano (:meth:`fix_soprano`) replaces the decoded soprano in its locked cells and
+        the piece moves by ``st.transpose``; ``raw=True`` gives the generator's own output instead.
         """
         g = self.generator_on(device)
         grid = self.grid(st)[None]
         x = g.decode(grid.to(next(g.parameters()).device))[0].float().cpu().numpy()
-        return float_to_codes(x, monophonic=True)
+        codes = float_to_codes(x, monophonic=True)
+        return codes if raw else self.with_soprano(st, codes)
+
+    @staticmethod
+    def with_soprano(st: ComposeState, codes: np.ndarray) -> np.ndarray:
+        """Decoded codes as the piece sounds: the fixed soprano written into its locked cells,
+        the other voices silent for a plain melody, everything moved by ``st.transpose``."""
+        if not (st.soprano or st.melody_only or st.transpose):
+            return codes
+        from composer.music.pianoroll import codes_from_notes
+        codes = codes.copy()
+        T, B, S, P = codes.shape
+        if st.soprano:
+            rows = np.array([(p - 24, s, e) for p, s, e in st.soprano], dtype=np.int64).reshape(-1, 3)
+            mel = codes_from_notes(rows, B * S, P).reshape(B, S, P)
+            for b in range(B):
+                if (0, b) in st.locked or st.melody_only:
+                    codes[0, b] = mel[b]
+        if st.melody_only:
+            codes[1:] = REST
+        k = int(st.transpose)
+        if k:
+            out = np.zeros_like(codes)
+            if k > 0:
+                out[..., k:] = codes[..., :-k]
+            else:
+                out[..., :k] = codes[..., -k:]
+            codes = out
+        return codes
+
+    def fix_soprano(self, st: ComposeState, notes, transpose: int = 0) -> ComposeState:
+        """The piece with a fixed soprano: ``notes`` ``(MIDI pitch, start step, end step)`` sung in
+        every soprano cell, which are locked (so re-rolls and sliders move the other voices only;
+        unlock a soprano cell to hear the generator's own soprano there). ``transpose``: semitones
+        the piece moves on the way out (the melody's own key when it was moved into range)."""
+        st = self.lock(st, track=0)
+        st.soprano = [tuple(int(x) for x in n) for n in notes]
+        st.transpose = int(transpose)
+        st.melody_only = False
+        return st
+
+    def plain_melody(self, st: ComposeState) -> ComposeState:
+        """The fixed soprano alone (the other voices rest): what there was before harmonizing."""
+        if not st.soprano:
+            raise ComposerError("this piece has no fixed melody")
+        st = st.copy()
+        st.melody_only = True
+        return st
 
     def roll(self, st: ComposeState) -> MultiTrackRoll:
         return MultiTrackRoll(codes=self.codes(st), programs=list(st.programs), names=self.track_names,
@@ -598,6 +680,7 @@ class Composer:
         Locked cells never change.
         """
         st = st.copy()
+        st.melody_only = False
         T, B = st.n_tracks, st.n_bars
         if track is not None and not 0 <= track < T:
             raise ComposerError(f"track must be 1-{T}")
@@ -650,6 +733,7 @@ class Composer:
                       track: int | None = None, bar: int | None = None) -> ComposeState:
         """Set the slider ``index`` of ``level`` (for a track / bar / cell) to ``value`` units."""
         st = st.copy()
+        st.melody_only = False
         d = self.directions.vectors[level][index]
         unit = d * self.directions.scales[level][index]
         target = self._offset_view(st, level, track, bar)
@@ -666,6 +750,7 @@ class Composer:
                 bar: int | None = None) -> ComposeState:
         """Set every dimension of a level's offset (the advanced view)."""
         st = st.copy()
+        st.melody_only = False
         view = self._offset_view(st, level, track, bar)
         view[:] = np.asarray(values, np.float32)
         return st
@@ -702,6 +787,9 @@ class Composer:
         new.melody_override = {k: v for k, v in st.melody_override.items() if k[1] < n_bars}
         new.locked = {k: v for k, v in st.locked.items() if k[1] < n_bars}
         new.reroll_counter = st.reroll_counter
+        new.soprano = [n for n in st.soprano if n[1] < n_bars * 16]
+        new.soprano = [(p, s, min(e, n_bars * 16)) for p, s, e in new.soprano]
+        new.transpose, new.melody_only = st.transpose, st.melody_only
         return new
 
 

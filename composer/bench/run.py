@@ -95,7 +95,7 @@ def bench_viz(repeats: int = 7) -> dict:
 #: optional groups contributed by feature modules: name -> (module, function)
 OPTIONAL = {"musegan": ("composer.bench.musegan", "bench"), "compose": ("composer.api.compose", "bench"),
             "charrnn": ("composer.bench.charrnn", "bench"), "notes": ("composer.api.notes", "bench"),
-            "transfer": ("composer.api.cyclegan", "bench")}
+            "transfer": ("composer.api.cyclegan", "bench"), "harmonize": ("composer.bench.harmonize", "bench")}
 #: groups that run only when asked by name (``--only load``): they take minutes
 ON_REQUEST = {"load": ("composer.bench.load", "bench"),
               "compose_browser": ("composer.bench.compose_browser", "bench")}

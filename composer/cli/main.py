@@ -26,7 +26,7 @@ from composer.training import TRAINERS, has_module
 
 #: other commands that live in their feature's module
 DELEGATED = {"generate": "composer.cli.musegan", "abc": "composer.cli.charrnn", "transfer": "composer.cli.cyclegan",
-             "continue": "composer.cli.notes"}
+             "continue": "composer.cli.notes", "harmonize": "composer.cli.harmonize"}
 
 CHECKPOINTS = checkpoints_dir()
 
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure performance (JSON)")
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--preset", default="seed", help="MuseGAN preset for musegan_train_iter_s")
-    b.add_argument("--only", nargs="*", help="run only these groups (render, viz, musegan, compose, charrnn, notes, transfer, compose_browser, load)")
+    b.add_argument("--only", nargs="*", help="run only these groups (render, viz, musegan, compose, charrnn, notes, transfer, harmonize, compose_browser, load)")
     b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("serve", help="serve the Gradio app")

@@ -4,4 +4,5 @@ metrics themselves live in :mod:`composer.music.metrics`. See ``docs/ARCHITECTUR
 
 #: ``eval MODEL`` -> the module with ``main(argv) -> int``.
 EVALUATORS = {"musegan": "composer.evaluation.musegan", "charrnn": "composer.evaluation.charrnn",
-              "cyclegan": "composer.evaluation.cyclegan", "notes": "composer.evaluation.notes"}
+              "cyclegan": "composer.evaluation.cyclegan", "notes": "composer.evaluation.notes",
+              "harmonize": "composer.evaluation.harmonize"}

@@ -580,3 +580,22 @@ def beat_texture(binary, where=None, pitch_offset: int = pitch_offset_default,
     fits = ((mask[..., None] & ~TRIAD_MASKS) == 0).any(-1)
     three = count >= 3
     return {"three_plus": float(three[w].mean()), "triads": float((three & fits)[w].mean())}
+
+
+def voice_note_f1(codes, reference) -> float:
+    """F1 of the notes of one voice against a reference voice (both ``(bars, steps, pitches)``
+    or ``(steps, pitches)``): a note matches when its pitch and onset step agree.
+
+    Both empty: 1.0; one empty: 0.0.
+    """
+    def onsets(c):
+        c = np.asarray(c)
+        c = c.reshape(-1, c.shape[-1])
+        pitch, onset = voice_lines(c[None, None, None])
+        s = np.flatnonzero(onset[0, 0])
+        return set(zip(s.tolist(), pitch[0, 0, s].tolist()))
+    a, b = onsets(codes), onsets(reference)
+    if not a and not b:
+        return 1.0
+    hit = len(a & b)
+    return 2.0 * hit / (len(a) + len(b))

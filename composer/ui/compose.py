@@ -323,7 +323,7 @@ def variations_of_cell(track, bar, st):
 
 
 def variations_of_piece(st):
-    """Four re-rolls of the whole piece, locked cells kept (API: ``compose_variations_piece``)."""
+    """Four re-rolls of the whole piece, locked cells kept (in the tab; not an API endpoint)."""
     return make_variations("piece", None, None, st)
 
 
@@ -421,6 +421,43 @@ def upload_latents(path, history, st):
     if p.stat().st_size > MAX_LATENTS_BYTES:
         raise ComposerError(f"'{p.name}' is over {MAX_LATENTS_BYTES // 1024} kB; latents files are ~30 kB")
     return _restore(p.read_text(encoding="utf-8", errors="replace"), history, st)
+
+
+HARMONIZE_MODES = ("A melody (upload, typed notes or ABC)", "The current soprano",
+                   "Drop your riff: a four-voice piece (upload)")
+
+
+@user_errors
+def harmonize(mode, path, text, history, st):
+    """Harmonize a melody, or find the latents of a four-voice piece (API: ``harmonize``).
+
+    ``mode``: one of the three choices of the tab (a melody from an upload or typed notes or
+    ABC; the current piece's soprano; a four-voice MIDI, "drop your riff"). A melody becomes
+    the soprano of a new piece, its cells locked; undo goes back to the plain melody.
+    """
+    from composer.api import harmonize as H
+    comp = MODEL.get()
+    engine = compose_api.cached_composer(_SESSION_CHECKPOINT.get())
+    st = _ensure(comp, st)
+    if mode == HARMONIZE_MODES[2]:
+        if not path:
+            raise gr.Error("Upload a four-voice MIDI file (a chorale, or a piece exported from this tab).")
+        from composer.music.midi import load_midi
+        res = H.invert_piece(H.piece_codes(load_midi(path)), engine, tempo=st.tempo)
+        f1 = ", ".join(f"{k} {v:.2f}" for k, v in res.summary()["note_f1"].items())
+        return _show(comp, res.state, _push(history, st), f"Your riff's closest latents: note F1 {f1}.")
+    if mode == HARMONIZE_MODES[1]:
+        from composer.music.melody import from_codes
+        mel = from_codes(comp.codes(st)[0], source="Compose soprano")
+    else:
+        mel = H.melody_from_input(path, text)
+    res = H.harmonize(mel, engine, tempo=st.tempo)
+    history = _push(_push(history, st), engine.plain_melody(res.state))
+    moved = f" (moved {res.shift:+d} semitones into the soprano's range and back)" if res.shift else ""
+    return _show(comp, res.state, history,
+                 f"Harmonized {mel.n_bars} bars{moved}: the generator's own soprano sings "
+                 f"{100 * res.soprano_match:.1f} % of the melody, then the melody is written in (soprano cells "
+                 f"locked). Undo: the plain melody.")
 
 
 @user_errors
@@ -611,6 +648,13 @@ def build(model_state: gr.State | None = None):
                             var_use.append(gr.Button(f"Use {k + 1}"))
             files = gr.File(label="Downloads: MIDI, WAV, MusicXML, latents JSON", file_count="multiple",
                             interactive=False)
+            with gr.Accordion("Harmonize a melody", open=False):
+                hz_mode = gr.Radio(list(HARMONIZE_MODES), value=HARMONIZE_MODES[0], label="Harmonize")
+                hz_file = gr.File(label="A MIDI file (its highest line; four voices for a riff) or an ABC file",
+                                  file_types=[".mid", ".midi", ".abc"], type="filepath")
+                hz_text = gr.Textbox(label="…or type the notes (E4 D4/0.5 C4/0.5 D4 E4 E4 E4/2; lengths in "
+                                           "quarters, R a rest) or paste ABC", lines=2)
+                hz_btn = gr.Button("Harmonize")
             with gr.Accordion("Restore from latents", open=False):
                 latents_file = gr.File(label="Upload a latents .json", file_types=[".json"], type="filepath")
                 latents_text = gr.Textbox(label="…or paste the latents JSON", lines=3)
@@ -624,8 +668,10 @@ def build(model_state: gr.State | None = None):
     variations = gr.State([])
     var_cell.click(in_session(variations_of_cell), [ms, sel_track, sel_bar, st], [variations] + var_outputs,
                    api_name="compose_variations")
+    # API-private: the app's public endpoints are capped at 30 (tests/test_house.py) and
+    # `harmonize` took this place; compose_variations (a cell) stays public
     var_piece.click(in_session(variations_of_piece), [ms, st], [variations] + var_outputs,
-                    api_name="compose_variations_piece")
+                    api_visibility="private")
     autoplay.change(lambda on: gr.update(autoplay=bool(on)), autoplay, audio_out, api_visibility="private",
                     show_progress="hidden")
     loop.change(lambda on: gr.update(loop=bool(on)), loop, audio_out, api_visibility="private",
@@ -648,6 +694,8 @@ def build(model_state: gr.State | None = None):
                                api_name="compose_random"))
     then_finish(undo_btn.click(in_session(undo), [ms, history, st], shown, api_name="compose_undo"))
     then_finish(reset_btn.click(in_session(reset), [ms, history, st], shown, api_name="compose_reset"))
+    then_finish(hz_btn.click(in_session(harmonize), [ms, hz_mode, hz_file, hz_text, history, st], shown,
+                             api_name="harmonize"))
     for k, btn in enumerate(var_use):
         then_finish(btn.click(in_session(_use_variation(k)), [ms, variations, history, st], shown,
                               api_visibility="private"))
