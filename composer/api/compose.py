@@ -40,8 +40,8 @@ import torch
 
 from composer.errors import CheckpointError, ComposerError  # noqa: F401
 from composer.music.pianoroll import ONSET, REST, MultiTrackRoll, float_to_codes
-from composer.render import audio, viz
-from composer.render.outputs import new_output_dir
+from composer.render import viz
+from composer.render.outputs import new_output_dir, sound_and_roll
 from composer.api.musegan import DEFAULT_TEMPO, load_generator, slerp
 
 LEVELS = ("style", "chords", "groove", "melody")
@@ -778,14 +778,13 @@ def piece_stem(st: ComposeState) -> str:
 
 
 def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
-    """The fast path: generate, render audio, draw the piano roll. Returns (png, wav, midi, folder)."""
+    """The fast path: generate, render audio, draw the piano roll (side by side). Returns
+    (png, wav, midi, folder)."""
     folder = folder or new_output_dir("composer-compose-")
     stem = piece_stem(st)
     pm = comp.midi(st)
-    wav = audio.render_to_wav(pm, folder / f"{stem}.wav")
-    png = viz.save_pianoroll(pm, folder / f"{stem}.png", title=f"seed {st.seed}, {st.n_bars} bars")
-    midi = folder / f"{stem}.mid"
-    pm.write(str(midi))
+    png, wav, midi = folder / f"{stem}.png", folder / f"{stem}.wav", folder / f"{stem}.mid"
+    sound_and_roll(pm, wav, png, midi, title=f"seed {st.seed}, {st.n_bars} bars")
     return png, wav, midi, folder
 
 
