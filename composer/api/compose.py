@@ -29,7 +29,6 @@ import json
 import math
 import os
 import threading
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ import torch
 
 from composer.errors import CheckpointError, ComposerError  # noqa: F401
 from composer.music.pianoroll import ONSET, REST, MultiTrackRoll, float_to_codes
-from composer.render import viz
+from composer.render import audio, viz
 from composer.render.outputs import new_output_dir, sound_and_roll
 from composer.api.musegan import DEFAULT_TEMPO, load_generator, slerp
 
@@ -784,7 +783,7 @@ def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
     stem = piece_stem(st)
     pm = comp.midi(st)
     png, wav, midi = folder / f"{stem}.png", folder / f"{stem}.wav", folder / f"{stem}.mid"
-    sound_and_roll(pm, wav, png, midi, title=f"seed {st.seed}, {st.n_bars} bars")
+    sound_and_roll(pm, wav, png, midi, title=f"seed {st.seed}, {st.n_bars} bars", sample_rate=audio.PREVIEW_RATE)
     return png, wav, midi, folder
 
 
@@ -808,26 +807,3 @@ def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
         score = f"<p>Score not available: {exc}</p>"
     files.append(latents)
     return [str(f) for f in files if f.exists()], score
-
-
-def bench(n: int = 40) -> dict:
-    """``compose_e2e_p95_ms``: slider event -> generate + render + plot, 2 bars, 44.1 kHz.
-
-    Measured through :func:`render_state`, the function the UI calls.
-    """
-    from composer.device import use_interactive_threads
-    use_interactive_threads()  # as the app runs
-    try:
-        comp = load_composer()
-    except CheckpointError:
-        return {"compose_e2e_p95_ms": None}
-    st = comp.new_state(seed=1, n_bars=2)
-    render_state(comp, st)  # warm: presets loaded, figure code paths compiled
-    times = []
-    for i in range(n):
-        st = comp.set_direction(st, "style", i % 3, float((i % 7) - 3))
-        t = time.perf_counter()
-        render_state(comp, st)
-        times.append(time.perf_counter() - t)
-    return {"compose_e2e_p95_ms": round(1000 * float(np.percentile(times, 95)), 1),
-            "compose_e2e_median_ms": round(1000 * float(np.median(times)), 1)}
