@@ -778,25 +778,33 @@ def piece_stem(st: ComposeState) -> str:
 
 def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
     """The fast path: generate, render audio, draw the piano roll (side by side). Returns
-    (png, wav, midi, folder)."""
+    (png, wav, midi, folder).
+
+    The WAV is the live audio, at :data:`composer.render.audio.PREVIEW_RATE`; the download
+    at full rate is made by :func:`finish_outputs`.
+    """
     folder = folder or new_output_dir("composer-compose-")
     stem = piece_stem(st)
     pm = comp.midi(st)
-    png, wav, midi = folder / f"{stem}.png", folder / f"{stem}.wav", folder / f"{stem}.mid"
+    png, wav, midi = folder / f"{stem}.png", folder / f"{stem}-preview.wav", folder / f"{stem}.mid"
     sound_and_roll(pm, wav, png, midi, title=f"seed {st.seed}, {st.n_bars} bars", sample_rate=audio.PREVIEW_RATE)
     return png, wav, midi, folder
 
 
 def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
-    """The slow part: MusicXML, score, latents JSON; returns (download list, score html).
+    """The slow part: WAV download, MusicXML, score, latents JSON; returns (download list,
+    score html).
 
-    The score is engraved from the roll itself (exact rhythms, a clef per voice, the key
-    signature of the piece's key, four bars a line), and the MusicXML download is that score.
+    The WAV download is the piece at :data:`composer.render.audio.SAMPLE_RATE` (the live
+    audio of :func:`render_state` is at the preview rate). The score is engraved from the
+    roll itself (exact rhythms, a clef per voice, the key signature of the piece's key, four
+    bars a line), and the MusicXML download is that score.
     """
     stem = piece_stem(st)
     files = [folder / f"{stem}.mid", folder / f"{stem}.wav"]
     latents = folder / f"{stem}.json"
     latents.write_text(st.to_json())
+    audio.render_to_wav(pretty_midi.PrettyMIDI(str(files[0])), files[1])
     score = ""
     try:
         xml, pages = viz.roll_score_parts(comp.roll(st), title=f"Composer - seed {st.seed}")
