@@ -427,7 +427,9 @@ def roll_score(roll, title: str | None = None, key=None):
                 acc = n.pitch.accidental
                 if acc is not None and (acc.alter > 0) == flats:
                     n.pitch = n.pitch.getEnharmonic()
-        measured = part.makeMeasures()
+        # in place: a copy of the part (the default) is most of the score's time, deep-copying music21 objects
+        part.makeMeasures(inPlace=True)
+        measured = part
         measured.makeTies(inPlace=True)
         for i, m in enumerate(measured.getElementsByClass("Measure")):
             if i and i % BARS_PER_SYSTEM == 0 and part is parts[0]:
