@@ -37,6 +37,7 @@ import numpy as np
 import pretty_midi
 import torch
 
+from composer import sandbox
 from composer.errors import CheckpointError, ComposerError  # noqa: F401
 from composer.music.pianoroll import ONSET, REST, MultiTrackRoll, float_to_codes
 from composer.render import audio, viz
@@ -791,6 +792,10 @@ def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
     return png, wav, midi, folder
 
 
+#: Seconds the Compose score may take in its worker (32 bars on a busy 2-core machine: ~5 s).
+SCORE_TIMEOUT_S = 20.0
+
+
 def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
     """The slow part: WAV download, MusicXML, score, latents JSON; returns (download list,
     score html).
@@ -807,7 +812,10 @@ def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
     audio.render_to_wav(pretty_midi.PrettyMIDI(str(files[0])), files[1])
     score = ""
     try:
-        xml, pages = viz.roll_score_parts(comp.roll(st), title=f"Composer - seed {st.seed}")
+        # in a worker process: music21 is pure Python for a second or more, and in this
+        # process it would hold the GIL against the next edit's audio loop
+        xml, pages = sandbox.run("composer.render.viz:roll_score_parts", comp.roll(st), f"Composer - seed {st.seed}",
+                                 timeout=SCORE_TIMEOUT_S, what="cannot draw this score")
         (folder / f"{stem}.musicxml").write_text(xml, encoding="utf-8")
         files.append(folder / f"{stem}.musicxml")
         score = viz.svg_pages_html(pages)
