@@ -11,9 +11,10 @@ Why it looks like this (docs/ARCHITECTURE.md):
 * Samples are written straight into one preallocated float32 buffer, then a release tail
   lets the last notes and the reverb ring out (computed only until it is silent), then
   rounded to int16 once.
-* Renders are cheap enough for live editing (a 4-bar Compose phrase in tens of
-  milliseconds): a short lane of several synths lets visitors render side by side, and
-  splits one phrase over idle synths; a long lane keeps long pieces out of its way.
+* Live editing renders often: Compose plays at :data:`PREVIEW_RATE` (a 4-bar phrase is
+  ~70 ms of CPU on this project's 2-core machine); a short lane of several synths lets
+  visitors render side by side and splits one phrase over idle synths; a long lane keeps
+  long pieces out of its way.
 * The gain is fixed. Per-clip peak normalisation would make a quiet passage as loud as a
   tutti; Gradio normalises float audio by its peak, so we hand it int16.
 """
@@ -252,7 +253,7 @@ _SILENT = 0.5 / 32768
 
 
 def to_int16(buf: np.ndarray) -> np.ndarray:
-    """Float samples (full scale 1.0) to int16, rounded and clipped (FluidSynth's own scale)."""
+    """Float samples (full scale 1.0) to int16, rounded and clipped."""
     out = np.multiply(buf, 32768.0, dtype=np.float32)
     np.rint(out, out=out)
     np.clip(out, -32768, 32767, out=out)
