@@ -135,3 +135,23 @@ def test_a_long_render_does_not_hold_up_a_short_one():
     assert not done.is_set()  # the short piece came back while the long one still renders
     assert short.shape[0] > 0
     t.join()
+
+
+def test_a_phrase_split_among_idle_synths_sounds_as_one(monkeypatch, example_midi):
+    """The short lane shares a phrase's tracks among idle synths and adds their outputs:
+    the mix is the same music (only the reverb's slow modulation may differ in phase)."""
+    pm = pretty_midi.PrettyMIDI(str(example_midi))
+    whole = audio.get_renderer().render(pm).astype(np.float64)
+    monkeypatch.setattr(audio, "LANE_SYNTHS", {"short": 2, "long": 1})
+    monkeypatch.setattr(audio, "_lanes", {})
+    monkeypatch.setattr(audio, "_spare_core", lambda: True)
+    lane = audio._lane(audio.SAMPLE_RATE, None, "short")
+    taken = []
+    real_take = lane.take
+    monkeypatch.setattr(lane, "take", lambda most: taken.append(real_take(most)) or taken[-1])
+    split = audio.render(pm).astype(np.float64)
+    assert len(taken[0]) == 2  # both synths played a part
+    assert split.shape == whole.shape
+    corr = (whole * split).sum() / np.sqrt((whole ** 2).sum() * (split ** 2).sum())
+    assert corr > 0.95
+    assert abs(np.sqrt((split ** 2).mean()) / np.sqrt((whole ** 2).mean()) - 1) < 0.05

@@ -88,7 +88,7 @@ assert gpu.ON_ZEROGPU
 wrapped_now = gpu.install()
 from composer.render import audio, viz, outputs
 import pretty_midi, torch
-guard(audio.Renderer, "render", "FluidSynth render")
+guard(audio.Renderer, "play", "FluidSynth render")
 guard(audio, "render_to_wav", "WAV")
 for name in ("save_pianoroll", "pianoroll_png", "musicxml", "score_html", "score_svg"):
     if hasattr(viz, name):

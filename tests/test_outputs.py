@@ -16,3 +16,44 @@ def test_old_and_surplus_request_folders_are_swept(tmp_path, monkeypatch):
         os.utime(p, (time.time() - 100 + k, time.time() - 100 + k))
     assert outputs.sweep_outputs(max_folders=3) == 3  # the old one, and the two oldest beyond 3
     assert not old.exists() and [p.exists() for p in fresh] == [False, False, True, True, True]
+
+
+def test_sound_roll_and_midi_of_a_piece(tmp_path, triad_midi):
+    from composer.render import audio
+    wav, png, mid = tmp_path / "a.wav", tmp_path / "a.png", tmp_path / "a.mid"
+    outputs.sound_and_roll(triad_midi, wav, png, mid, title="triad", sample_rate=22050)
+    x, sr = audio.read_wav(wav)
+    assert sr == 22050 and x.shape[1] == 2 and abs(len(x) / sr - (1.0 + audio.RELEASE_TAIL_S)) < 0.01
+    assert png.read_bytes().startswith(b"\x89PNG")
+    import pretty_midi
+    back = pretty_midi.PrettyMIDI(str(mid))
+    assert sorted(n.pitch for n in back.instruments[0].notes) == [60, 64, 67]
+
+
+def test_compose_audio_is_at_the_rate_and_the_roll_where_the_playhead_expects(tmp_path):
+    """The playhead computes the audio's length from the WAV's size at the rate it was given,
+    and puts its line over the roll's axes: both come from the render modules."""
+    import re
+
+    import torch
+
+    from composer.api.compose import load_composer, render_state
+    from composer.models.musegan import Generator, get_config
+    from composer.render import audio, viz
+    from composer.training.loop import save_checkpoint
+    from composer.ui.compose import playhead_js
+    torch.manual_seed(0)
+    cfg = get_config("default", temporal_hidden=32, bar_channels=32)
+    path = tmp_path / "small.safetensors"
+    save_checkpoint(path, Generator(cfg).state_dict(), {"config": cfg.to_dict(), "tempo": 90})
+    comp = load_composer(path)
+    st = comp.new_state(seed=3, n_bars=4)
+    png, wav, midi, _ = render_state(comp, st, folder=outputs.new_output_dir("composer-test-"))
+    x, sr = audio.read_wav(wav)
+    js = playhead_js()
+    rate = float(re.search(r"RATE = ([\d.]+)", js).group(1))
+    tail = float(re.search(r"TAIL = ([\d.]+)", js).group(1))
+    seconds = (wav.stat().st_size - 44) / (4 * rate)  # as the page computes it
+    assert sr == rate and abs(seconds - tail - comp.midi(st).get_end_time()) < 0.01
+    for name in ("AX_LEFT", "AX_WIDTH", "AX_TOP", "AX_HEIGHT"):
+        assert float(re.search(name + r" = ([\d.]+)", js).group(1)) == getattr(viz, name)

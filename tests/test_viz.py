@@ -23,6 +23,89 @@ def test_pianoroll_of_empty_music_draws():
     assert viz.pianoroll_png(pretty_midi.PrettyMIDI()).startswith(b"\x89PNG")
 
 
+def _two_voices():
+    """At 120 BPM in 4/4 (beats every 0.5 s, bars every 2 s), 4 s long: a soprano on C5
+    then E5, a bass holding C3 through the second bar."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    sop, bass = pretty_midi.Instrument(40, name="Soprano"), pretty_midi.Instrument(43, name="Bass")
+    sop.notes = [pretty_midi.Note(90, 72, 0.0, 2.0), pretty_midi.Note(90, 76, 2.0, 4.0)]
+    bass.notes = [pretty_midi.Note(90, 48, 2.0, 4.0)]
+    pm.instruments += [sop, bass]
+    return pm
+
+
+def _pixels(pm, **kwargs):
+    import numpy as np
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(viz.pianoroll_png(pm, **kwargs))).convert("RGB")).astype(int)
+
+
+def _colour_mask(rgb, hexcol, tol=6):
+    c = [int(hexcol[i:i + 2], 16) for i in (1, 3, 5)]
+    return abs(rgb - c).sum(axis=-1) < tol
+
+
+def _axes(rgb):
+    h, w = rgb.shape[:2]
+    return (round(viz.AX_LEFT * w), round((viz.AX_LEFT + viz.AX_WIDTH) * w),
+            round(viz.AX_TOP * h), round((viz.AX_TOP + viz.AX_HEIGHT) * h))
+
+
+def test_voices_in_their_colours_at_their_pitches_and_times():
+    import numpy as np
+    rgb = _pixels(_two_voices(), title="two voices")
+    x0, x1, y0, y1 = _axes(rgb)
+    inside = np.zeros(rgb.shape[:2], bool)
+    inside[y0:y1, x0:x1] = True
+    sop = _colour_mask(rgb, viz.TRACK_COLOURS[0]) & inside
+    bass = _colour_mask(rgb, viz.TRACK_COLOURS[1]) & inside
+    ys, xs = np.nonzero(sop)
+    first, second = xs < (x0 + x1) / 2, xs >= (x0 + x1) / 2
+    # the soprano's C5 fills the first half of the time axis, its E5 the second, higher up
+    # (the playhead follows the audio over these axes: times must sit where it expects)
+    assert abs(xs[first].min() - x0) <= 2 and abs(xs[first].max() - (x0 + x1) / 2) <= 2
+    assert abs(xs[second].max() - x1) <= 2
+    y_c5, y_e5 = ys[first].mean(), ys[second].mean()
+    by, bx = np.nonzero(bass)
+    y_c3 = by.mean()
+    assert bx.min() >= (x0 + x1) / 2 - 2  # the bass enters with the second bar
+    assert y_e5 < y_c5 < y_c3
+    # one pitch scale: E5 is 4 semitones above C5, C3 24 below
+    assert abs((y_c5 - y_e5) / (y_c3 - y_c5) - 4 / 24) < 0.03
+    # the legend shows both colours beside the roll
+    assert _colour_mask(rgb[:, x1 + 2:], viz.TRACK_COLOURS[0]).sum() > 50
+    assert _colour_mask(rgb[:, x1 + 2:], viz.TRACK_COLOURS[1]).sum() > 50
+
+
+def test_bar_lines_dark_beat_lines_light():
+    rgb = _pixels(_two_voices())
+    x0, x1, y0, y1 = _axes(rgb)
+    at = lambda t: round(x0 + (x1 - x0) * t / 4.0)  # noqa: E731
+    column = lambda t: rgb[y0:y1, at(t)]  # noqa: E731
+    grey = lambda col, v: (abs(col - v).sum(axis=-1) < 10).mean()  # noqa: E731
+    assert grey(column(2.0), 136) > 0.7  # the bar line at 2 s, dark
+    for t in (0.5, 1.0, 1.5, 2.5, 3.5):  # beats, light
+        assert grey(column(t), 221) > 0.5 and grey(column(t), 136) == 0
+    assert grey(column(0.75), 136) == 0 and grey(column(0.75), 221) == 0  # between beats: no line
+
+
+def test_pitch_names_beside_their_rows_and_times_below():
+    import numpy as np
+    rgb = _pixels(_two_voices())
+    x0, x1, y0, y1 = _axes(rgb)
+    sop = _colour_mask(rgb, viz.TRACK_COLOURS[0])
+    ys, xs = np.nonzero(sop[:, x0:x1])
+    y_c5 = ys[xs < (x1 - x0) / 2].mean()
+    y_c3 = np.nonzero(_colour_mask(rgb, viz.TRACK_COLOURS[1])[:, x0:x1])[0].mean()
+    row_of = lambda p: y_c3 + (y_c5 - y_c3) * (p - 48) / 24  # noqa: E731
+    ink = rgb[:, : x0 - 6].sum(axis=-1) < 300  # dark text in the left margin
+    text_rows = np.nonzero(ink.any(axis=1))[0]
+    for c in (48, 60, 72):  # labels C3, C4, C5 at their rows
+        assert np.abs(text_rows - row_of(c)).min() <= 2
+    assert np.abs(text_rows - row_of(54)).min() > 6  # and nothing half-way between
+    assert (rgb[y1 + 4:, x0:x1].sum(axis=-1) < 300).sum() > 100  # time labels under the axes
+
+
 def test_musicxml_and_svg_keep_the_notes(example_midi):
     from music21 import converter
     pm = pretty_midi.PrettyMIDI(str(example_midi))

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import threading
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +37,11 @@ import numpy as np
 import pretty_midi
 import torch
 
+from composer import sandbox
 from composer.errors import CheckpointError, ComposerError  # noqa: F401
 from composer.music.pianoroll import ONSET, REST, MultiTrackRoll, float_to_codes
 from composer.render import audio, viz
-from composer.render.outputs import new_output_dir
+from composer.render.outputs import new_output_dir, sound_and_roll
 from composer.api.musegan import DEFAULT_TEMPO, load_generator, slerp
 
 LEVELS = ("style", "chords", "groove", "melody")
@@ -866,30 +866,44 @@ def piece_stem(st: ComposeState) -> str:
 
 
 def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
-    """The fast path: generate, render audio, draw the piano roll. Returns (png, wav, midi, folder)."""
+    """The fast path: generate, render audio, draw the piano roll (side by side). Returns
+    (png, wav, midi, folder).
+
+    The WAV is the live audio, at :data:`composer.render.audio.PREVIEW_RATE`; the download
+    at full rate is made by :func:`finish_outputs`.
+    """
     folder = folder or new_output_dir("composer-compose-")
     stem = piece_stem(st)
     pm = comp.midi(st)
-    wav = audio.render_to_wav(pm, folder / f"{stem}.wav")
-    png = viz.save_pianoroll(pm, folder / f"{stem}.png", title=f"seed {st.seed}, {st.n_bars} bars")
-    midi = folder / f"{stem}.mid"
-    pm.write(str(midi))
+    png, wav, midi = folder / f"{stem}.png", folder / f"{stem}-preview.wav", folder / f"{stem}.mid"
+    sound_and_roll(pm, wav, png, midi, title=f"seed {st.seed}, {st.n_bars} bars", sample_rate=audio.PREVIEW_RATE)
     return png, wav, midi, folder
 
 
-def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
-    """The slow part: MusicXML, score, latents JSON; returns (download list, score html).
+#: Seconds the Compose score may take in its worker (32 bars on a busy 2-core machine: ~5 s).
+SCORE_TIMEOUT_S = 20.0
 
-    The score is engraved from the roll itself (exact rhythms, a clef per voice, the key
-    signature of the piece's key, four bars a line), and the MusicXML download is that score.
+
+def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
+    """The slow part: WAV download, MusicXML, score, latents JSON; returns (download list,
+    score html).
+
+    The WAV download is the piece at :data:`composer.render.audio.SAMPLE_RATE` (the live
+    audio of :func:`render_state` is at the preview rate). The score is engraved from the
+    roll itself (exact rhythms, a clef per voice, the key signature of the piece's key, four
+    bars a line), and the MusicXML download is that score.
     """
     stem = piece_stem(st)
     files = [folder / f"{stem}.mid", folder / f"{stem}.wav"]
     latents = folder / f"{stem}.json"
     latents.write_text(st.to_json())
+    audio.render_to_wav(pretty_midi.PrettyMIDI(str(files[0])), files[1])
     score = ""
     try:
-        xml, pages = viz.roll_score_parts(comp.roll(st), title=f"Composer - seed {st.seed}")
+        # in a worker process: music21 is pure Python for a second or more, and in this
+        # process it would hold the GIL against the next edit's audio loop
+        xml, pages = sandbox.run("composer.render.viz:roll_score_parts", comp.roll(st), f"Composer - seed {st.seed}",
+                                 timeout=SCORE_TIMEOUT_S, what="cannot draw this score")
         (folder / f"{stem}.musicxml").write_text(xml, encoding="utf-8")
         files.append(folder / f"{stem}.musicxml")
         score = viz.svg_pages_html(pages)
@@ -897,26 +911,3 @@ def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
         score = f"<p>Score not available: {exc}</p>"
     files.append(latents)
     return [str(f) for f in files if f.exists()], score
-
-
-def bench(n: int = 40) -> dict:
-    """``compose_e2e_p95_ms``: slider event -> generate + render + plot, 2 bars, 44.1 kHz.
-
-    Measured through :func:`render_state`, the function the UI calls.
-    """
-    from composer.device import use_interactive_threads
-    use_interactive_threads()  # as the app runs
-    try:
-        comp = load_composer()
-    except CheckpointError:
-        return {"compose_e2e_p95_ms": None}
-    st = comp.new_state(seed=1, n_bars=2)
-    render_state(comp, st)  # warm: presets loaded, figure code paths compiled
-    times = []
-    for i in range(n):
-        st = comp.set_direction(st, "style", i % 3, float((i % 7) - 3))
-        t = time.perf_counter()
-        render_state(comp, st)
-        times.append(time.perf_counter() - t)
-    return {"compose_e2e_p95_ms": round(1000 * float(np.percentile(times, 95)), 1),
-            "compose_e2e_median_ms": round(1000 * float(np.median(times)), 1)}

@@ -68,7 +68,7 @@ def bench(n: int = 20, bars: int = 4) -> dict:
             def audio_href():
                 return page.locator("#compose-audio a[download]").first.get_attribute("href")
             if bars != 4:
-                box = page.get_by_label("Bars", exact=True).first
+                box = page.get_by_label("number input for Bars", exact=True).first  # Gradio names the slider's box so
                 box.fill(str(bars))
                 box.press("Enter")
                 page.wait_for_function(f"document.querySelector('#compose-audio a[download]')"

@@ -93,7 +93,7 @@ def bench_viz(repeats: int = 7) -> dict:
 
 
 #: optional groups contributed by feature modules: name -> (module, function)
-OPTIONAL = {"musegan": ("composer.bench.musegan", "bench"), "compose": ("composer.api.compose", "bench"),
+OPTIONAL = {"musegan": ("composer.bench.musegan", "bench"), "compose": ("composer.bench.compose", "bench"),
             "charrnn": ("composer.bench.charrnn", "bench"), "notes": ("composer.api.notes", "bench"),
             "transfer": ("composer.api.cyclegan", "bench"), "harmonize": ("composer.bench.harmonize", "bench")}
 #: groups that run only when asked by name (``--only load``): they take minutes

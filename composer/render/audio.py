@@ -1,15 +1,20 @@
-"""Audio through FluidSynth: one loaded synth per process, int16 stereo out.
+"""Audio through FluidSynth: synths loaded once per process, int16 stereo out.
 
 Why it looks like this (docs/ARCHITECTURE.md):
 
 * Loading a soundfont takes from 0.1 s (TimGM6mb) to seconds (FluidR3_GM, 148 MB), so one
-  :class:`Renderer` per (soundfont, sample rate) is kept for the life of the process and
-  reused behind a lock; a render resets the synth instead of rebuilding it.
+  :class:`Renderer` per synth of a lane (soundfont, sample rate) is kept for the life of the
+  process and reused behind a lock; a render resets the synth instead of rebuilding it.
 * ``sfload`` and ``program_select`` report failure by returning -1, not by raising: both
   are checked.
 * Every track gets its own channel (channel 9 is kept for drums, which use bank 128).
-* Samples are written straight into one preallocated int16 buffer, then a release tail
-  lets the last notes and the reverb ring out.
+* Samples are written straight into one preallocated float32 buffer, then a release tail
+  lets the last notes and the reverb ring out (computed only until it is silent), then
+  rounded to int16 once.
+* Live editing renders often: Compose plays at :data:`PREVIEW_RATE` (a 4-bar phrase is
+  ~70 ms of CPU on this project's 2-core machine); a short lane of several synths lets
+  visitors render side by side and splits one phrase over idle synths; a long lane keeps
+  long pieces out of its way.
 * The gain is fixed. Per-clip peak normalisation would make a quiet passage as loud as a
   tutti; Gradio normalises float audio by its peak, so we hand it int16.
 """
@@ -21,6 +26,7 @@ import io
 import os
 import threading
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +36,12 @@ import pretty_midi
 from composer.paths import soundfonts_dir
 from composer.errors import AudioError, FluidSynthMissingError, SoundfontNotFoundError
 
+#: Rate of the audio files the app writes.
 SAMPLE_RATE = 44100
+#: Rate of the Compose tab's live audio, made on every edit: half the synthesis of 44.1 kHz.
+#: What it leaves out is little for these voices: FluidR3's strings hold ~-39 dB of their
+#: energy above 11 kHz (measured on a 4-bar Compose phrase); the band below is the same.
+PREVIEW_RATE = 22050
 #: Seconds rendered after the last note-off so releases and reverb are not cut.
 RELEASE_TAIL_S = 1.5
 #: FluidSynth's master gain; 0.5 leaves headroom for four to eight voices without clipping.
@@ -160,24 +171,33 @@ class Renderer:
         self._sfid = self._synth.sfload(str(self.soundfont))
         if self._sfid == -1:
             raise SoundfontNotFoundError(f"FluidSynth could not load the soundfont {self.soundfont}")
+        self._write_float = fs.cfunc("fluid_synth_write_float", ctypes.c_int,
+                                     ("synth", ctypes.c_void_p, 1), ("len", ctypes.c_int, 1),
+                                     ("lbuf", ctypes.c_void_p, 1), ("loff", ctypes.c_int, 1),
+                                     ("lincr", ctypes.c_int, 1), ("rbuf", ctypes.c_void_p, 1),
+                                     ("roff", ctypes.c_int, 1), ("rincr", ctypes.c_int, 1))
         self._lock = threading.Lock()
 
     def _write(self, buf: np.ndarray, start: int, n: int) -> None:
-        """Synthesise ``n`` frames into ``buf[start:start + n]`` (interleaved L/R int16)."""
+        """Synthesise ``n`` frames into ``buf[start:start + n]`` (float32 frames of L, R)."""
         if n <= 0:
             return
-        ptr = ctypes.c_void_p(buf.ctypes.data + start * 4)
-        self._fs.fluid_synth_write_s16(self._synth.synth, n, ptr, 0, 2, ptr, 1, 2)
+        ptr = ctypes.c_void_p(buf.ctypes.data + start * 8)
+        # ctypes lets go of the GIL for the call: other threads (the roll, another synth) run meanwhile
+        self._write_float(self._synth.synth, n, ptr, 0, 2, ptr, 1, 2)
 
-    def render(self, pm: pretty_midi.PrettyMIDI, tail: float = RELEASE_TAIL_S) -> np.ndarray:
-        """Render ``pm`` to int16 stereo audio of shape ``(frames, 2)``.
+    def play(self, events: list[_Event], programs: dict[int, tuple[int, int]], frames: int) -> np.ndarray:
+        """Synthesise ``events`` on their channels into a float32 ``(frames, 2)`` buffer.
 
-        The length is the music's end plus ``tail`` seconds.
+        After the last event the synth runs in blocks only until its voices are over and a
+        block stays below half a 16-bit step (the reverb has died away): the rest of the
+        release tail is silence without being computed.
         """
-        events, programs = midi_events(pm)
-        end = max((e.time for e in events), default=0.0)
-        total = int(np.ceil((end + tail) * self.sample_rate))
-        buf = np.zeros((total, 2), dtype=np.int16)
+        # FluidSynth computes in blocks of 64 frames and keeps its place in the block from one
+        # call to the next: every render writes whole blocks, so that the next one starts on a
+        # block boundary and its notes start on the same samples every time
+        padded = -(-frames // _BLOCK) * _BLOCK
+        buf = np.zeros((padded, 2), dtype=np.float32)
         sr = self.sample_rate
         with self._lock:
             synth = self._synth
@@ -190,7 +210,7 @@ class Renderer:
                                          f"bank {bank} program {prog} or 0")
             pos = 0
             for ev in events:
-                frame = min(int(ev.time * sr), total)
+                frame = min(int(ev.time * sr), frames)
                 self._write(buf, pos, frame - pos)
                 pos = max(pos, frame)
                 if ev.kind == "on":
@@ -201,39 +221,154 @@ class Renderer:
                     synth.cc(ev.channel, ev.a, ev.b)
                 else:
                     synth.pitch_bend(ev.channel, ev.a - 8192)
-            self._write(buf, pos, total - pos)
+            while pos < frames:
+                n = min(_TAIL_BLOCK, frames - pos)
+                self._write(buf, pos, n)
+                pos += n
+                if synth.get_active_voice_count() == 0 and np.abs(buf[pos - n:pos]).max() < _SILENT:
+                    break
+            self._write(buf, pos, -pos % _BLOCK)
             synth.system_reset()
-        return buf
+        return buf[:frames]
+
+    def frames(self, events: list[_Event], tail: float) -> int:
+        """Length in frames of music made of ``events``: the last event plus ``tail`` seconds."""
+        end = max((e.time for e in events), default=0.0)
+        return int(np.ceil((end + tail) * self.sample_rate))
+
+    def render(self, pm: pretty_midi.PrettyMIDI, tail: float = RELEASE_TAIL_S) -> np.ndarray:
+        """Render ``pm`` on this synth alone to int16 stereo audio of shape ``(frames, 2)``.
+
+        The length is the music's end plus ``tail`` seconds.
+        """
+        events, programs = midi_events(pm)
+        return to_int16(self.play(events, programs, self.frames(events, tail)))
 
 
-#: Music longer than this (seconds) renders on its own synth, so that one visitor's long
-#: piece never holds up another's 4-bar phrase (each lane has its own synth and lock;
-#: FluidSynth's render call releases the GIL, so the lanes run side by side).
+#: FluidSynth's block (frames); and a block of the release tail after which the synth
+#: checks whether it is silent (a multiple of it).
+_BLOCK, _TAIL_BLOCK = 64, 2048
+#: Below half a 16-bit step: rounds to 0 in the WAV.
+_SILENT = 0.5 / 32768
+
+
+def to_int16(buf: np.ndarray) -> np.ndarray:
+    """Float samples (full scale 1.0) to int16, rounded and clipped."""
+    out = np.multiply(buf, 32768.0, dtype=np.float32)
+    np.rint(out, out=out)
+    np.clip(out, -32768, 32767, out=out)
+    return out.astype(np.int16)
+
+
+#: Music longer than this (seconds) renders on the long lane, so that one visitor's long
+#: piece never holds up another's 4-bar phrase (each lane has its own synths; FluidSynth's
+#: render call releases the GIL, so the lanes run side by side).
 LONG_RENDER_S = 60.0
 LANES = ("short", "long")
+#: Synths per lane. The short lane has one per core (at most 4): several visitors' phrases
+#: render at once, and a phrase rendered while synths and cores are idle is split among
+#: them by tracks (synthesis is linear: the sum of the parts is the whole, up to the phase
+#: of the reverb's modulation). Extra synths share the soundfont's samples (FluidSynth
+#: caches a loaded file), ~15 MB each.
+LANE_SYNTHS = {"short": max(1, min(4, os.cpu_count() or 1)), "long": 1}
 
-_renderers: dict[tuple[str, int, str], Renderer] = {}
-_renderers_lock = threading.Lock()
+
+class _Lane:
+    """The synths of one lane and which of them are free."""
+
+    def __init__(self, renderers: list[Renderer]):
+        self.renderers = renderers
+        self._free = list(renderers)
+        self._cond = threading.Condition()
+
+    def take(self, most: int) -> list[Renderer]:
+        """At least one synth (waiting for one if need be), and up to ``most`` if free."""
+        with self._cond:
+            while not self._free:
+                self._cond.wait()
+            n = max(1, min(most, len(self._free)))
+            got, self._free = self._free[:n], self._free[n:]
+            return got
+
+    def give(self, renderers: list[Renderer]) -> None:
+        with self._cond:
+            self._free.extend(renderers)
+            self._cond.notify_all()
 
 
-def get_renderer(sample_rate: int = SAMPLE_RATE, soundfont: str | os.PathLike | None = None,
-                 lane: str = "short") -> Renderer:
-    """The process-wide :class:`Renderer` of ``lane`` for this soundfont and rate (created once)."""
+_lanes: dict[tuple[str, int, str], _Lane] = {}
+_lanes_lock = threading.Lock()
+_helpers: ThreadPoolExecutor | None = None
+
+
+def _lane(sample_rate: int, soundfont: str | os.PathLike | None, lane: str) -> _Lane:
     if lane not in LANES:
         raise ValueError(f"lane must be one of {LANES}")
     sf = str(Path(soundfont) if soundfont else find_soundfont())
     key = (sf, int(sample_rate), lane)
-    with _renderers_lock:
-        if key not in _renderers:
-            _renderers[key] = Renderer(sf, sample_rate)
-        return _renderers[key]
+    with _lanes_lock:
+        if key not in _lanes:
+            _lanes[key] = _Lane([Renderer(sf, sample_rate) for _ in range(LANE_SYNTHS[lane])])
+        return _lanes[key]
+
+
+def get_renderer(sample_rate: int = SAMPLE_RATE, soundfont: str | os.PathLike | None = None,
+                 lane: str = "short") -> Renderer:
+    """The process-wide first :class:`Renderer` of ``lane`` for this soundfont and rate
+    (the lane's synths are created once, on first use)."""
+    return _lane(sample_rate, soundfont, lane).renderers[0]
+
+
+def _split(events: list[_Event], programs: dict[int, tuple[int, int]], k: int):
+    """``events`` in ``k`` groups of whole channels with about as many notes each."""
+    notes: dict[int, int] = {}
+    for ev in events:
+        notes[ev.channel] = notes.get(ev.channel, 0) + (ev.kind == "on")
+    groups: list[set[int]] = [set() for _ in range(k)]
+    load = [0] * k
+    for ch in sorted(notes, key=lambda c: -notes[c]):  # largest first, onto the lightest group
+        g = load.index(min(load))
+        groups[g].add(ch)
+        load[g] += notes[ch]
+    return [([e for e in events if e.channel in g], {c: programs[c] for c in g if c in programs})
+            for g in groups if g]
+
+
+def _spare_core() -> bool:
+    """Whether a core is idle (by the load average). A phrase is split among synths only
+    then: on a busy machine the parts would queue for the same cores, and each synth adds
+    its own reverb to compute."""
+    try:
+        return os.getloadavg()[0] + 1 <= (os.cpu_count() or 1)
+    except (AttributeError, OSError):  # no load average on this system
+        return False
 
 
 def render(pm: pretty_midi.PrettyMIDI, sample_rate: int = SAMPLE_RATE, tail: float = RELEASE_TAIL_S) -> np.ndarray:
-    """Render with the shared renderers: int16 stereo ``(frames, 2)``; music longer than
-    :data:`LONG_RENDER_S` goes to the long lane."""
-    lane = "long" if pm.get_end_time() > LONG_RENDER_S else "short"
-    return get_renderer(sample_rate, lane=lane).render(pm, tail=tail)
+    """Render with the shared synths: int16 stereo ``(frames, 2)``.
+
+    Music longer than :data:`LONG_RENDER_S` goes to the long lane. On the short lane, the
+    tracks are shared among the synths that are free (one when the server is busy).
+    """
+    global _helpers
+    lane = _lane(sample_rate, None, "long" if pm.get_end_time() > LONG_RENDER_S else "short")
+    events, programs = midi_events(pm)
+    frames = lane.renderers[0].frames(events, tail)
+    got = lane.take(len({e.channel for e in events}) if _spare_core() else 1)
+    try:
+        if len(got) == 1:
+            return to_int16(got[0].play(events, programs, frames))
+        with _lanes_lock:
+            if _helpers is None:
+                _helpers = ThreadPoolExecutor(max_workers=max(LANE_SYNTHS.values()), thread_name_prefix="synth")
+        parts = _split(events, programs, len(got))
+        futures = [_helpers.submit(r.play, ev, pr, frames) for r, (ev, pr) in zip(got[1:], parts[1:])]
+        buf = got[0].play(*parts[0], frames)
+        for f in futures:
+            buf += f.result()
+        return to_int16(buf)
+    finally:
+        lane.give(got)
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:

@@ -1,26 +1,24 @@
-"""Pictures of music: a matplotlib piano roll and sheet music (MusicXML, SVG).
+"""Pictures of music: a piano roll (PNG) and sheet music (MusicXML, SVG).
 
-The piano roll draws each track as one ``PolyCollection`` on a bare ``Figure`` (no
-pyplot state), so it is thread-safe and an 8-bar, 4-track roll takes tens of
-milliseconds. Sheet music goes PrettyMIDI -> music21 (quantised) -> MusicXML -> verovio SVG.
+The piano roll is drawn straight into a pixel image with Pillow (rectangles, lines and
+text in C, no figure machinery): a 16-bar, 4-track roll takes a few milliseconds, so the
+Compose tab can redraw it on every slider move. Sheet music goes PrettyMIDI -> music21
+(quantised) -> MusicXML -> verovio SVG.
 """
 from __future__ import annotations
 
+import functools
 import io
+import math
 import os
 import tempfile
 import warnings
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pretty_midi
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import pretty_midi  # noqa: E402
-from matplotlib.collections import PolyCollection  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from composer.errors import ScoreError  # noqa: E402
+from composer.errors import ScoreError
 
 #: One colour per track, from matplotlib's tab10 (colour-blind friendlier than rainbow).
 TRACK_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -28,15 +26,104 @@ TRACK_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b
 MAX_SCORE_BARS = 48
 
 
-def pianoroll_figure(pm: pretty_midi.PrettyMIDI, title: str | None = None, width: float = 10.0,
-                     height: float = 4.0, dpi: int = 100, marks: list[float] | None = None,
-                     pitch_range: tuple[int, int] | None = None, until: float | None = None) -> Figure:
-    """A piano-roll figure of ``pm``: a colour per track, bar and beat lines, pitch names.
+#: Where the axes of the piano roll lie in its image, as fractions of the image's width and
+#: height from the top-left corner. The Compose tab's playhead (composer.ui.compose) reads
+#: them to put its line over the music; AX_WIDTH is for a roll with a legend (more than one
+#: track), AX_WIDTH_SOLO for one without.
+AX_LEFT, AX_WIDTH, AX_WIDTH_SOLO, AX_TOP, AX_HEIGHT = 0.07, 0.78, 0.90, 0.08, 0.80
+
+# The roll is a palette image: a few flat colours (and a grey ramp for anti-aliased text)
+# encode to PNG several times faster than RGB, which zlib has to filter row by row.
+_WHITE, _BLACK, _BLACK_KEY_ROW, _BEAT_LINE, _BAR_LINE = range(5)
+_FILL0, _EDGE0, _GREY0, _GREYS = 8, 8 + len(TRACK_COLOURS), 32, 16
+_TEXT_RGB = (30, 30, 30)
+
+
+def _rgb(hexcol: str) -> tuple[int, int, int]:
+    return tuple(int(hexcol[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def _palette() -> list[int]:
+    pal = [(255, 255, 255), (0, 0, 0),
+           (243, 243, 243),  # rows of the black keys, faintly shaded as on a keyboard
+           (221, 221, 221), (136, 136, 136)]  # beat lines light, bar lines dark
+    pal += [(0, 0, 0)] * (_FILL0 - len(pal))
+    fills = [_rgb(c) for c in TRACK_COLOURS]
+    pal += fills
+    pal += [tuple(int(c * 0.55) for c in f) for f in fills]  # outlines: touching notes stay apart
+    pal += [(0, 0, 0)] * (_GREY0 - len(pal))
+    for k in range(_GREYS):  # text over white, from white (k = 0) to the text colour
+        pal.append(tuple(round(255 + (t - 255) * k / (_GREYS - 1)) for t in _TEXT_RGB))
+    return [c for rgb in pal for c in rgb]
+
+
+_PALETTE = _palette()
+
+
+@functools.lru_cache(maxsize=16)
+def _font(px: int, bold: bool = False):
+    """DejaVu Sans (the font matplotlib ships, so no system font is needed) at ``px`` pixels."""
+    from PIL import ImageFont
+    import matplotlib
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    path = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", name)
+    try:
+        return ImageFont.truetype(path, px)
+    except OSError:  # a matplotlib without its fonts: Pillow's own scalable font
+        return ImageFont.load_default(px)
+
+
+@functools.lru_cache(maxsize=1024)
+def _text_mask(text: str, px: int, anchor: str, bold: bool = False):
+    """``text`` rendered once as a greyscale mask, and its offset from the anchor point
+    (labels repeat from one roll to the next: C4, bar numbers, track names)."""
+    from PIL import Image, ImageDraw
+    font = _font(px, bold)
+    left, top, right, bottom = font.getbbox(text, anchor=anchor)
+    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=font, anchor=anchor)
+    return mask, left, top
+
+
+def _nice_step(span: float, target: int = 8) -> float:
+    """A tick step of 1, 2, 2.5 or 5 times a power of ten giving about ``target`` ticks."""
+    raw = max(span, 1e-9) / target
+    mag = 10.0 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+
+
+def _tick_label(v: float, step: float) -> str:
+    if step >= 1:
+        return f"{v:.0f}"
+    return f"{v:.{-math.floor(math.log10(step)) + 1}f}".rstrip("0").rstrip(".")
+
+
+def _every(n_lines: int, span_px: float, min_px: float) -> int:
+    """Draw every k-th of ``n_lines`` evenly spread lines (k a power of two) so that drawn
+    lines are at least ``min_px`` apart."""
+    k = 1
+    while n_lines > 1 and span_px / n_lines * k < min_px:
+        k *= 2
+    return k
+
+
+def pianoroll_image(pm: pretty_midi.PrettyMIDI, title: str | None = None, width: float = 10.0,
+                    height: float = 4.0, dpi: int = 100, marks: list[float] | None = None,
+                    pitch_range: tuple[int, int] | None = None, until: float | None = None):
+    """A piano roll of ``pm`` as a Pillow palette image, ``width`` x ``height`` inches at ``dpi``.
+
+    What a reader finds on it: one colour per track (:data:`TRACK_COLOURS`, a legend on the
+    right when there is more than one track), notes as bars at their pitch and time, pitch
+    names at every C (C3, C4 ...), bar lines dark and beat lines light (bars numbered on
+    top), rows of the black keys faintly shaded, the time in seconds below. The axes span
+    :data:`AX_LEFT`, :data:`AX_WIDTH` (:data:`AX_WIDTH_SOLO` without a legend),
+    :data:`AX_TOP` and :data:`AX_HEIGHT` of the image.
 
     Parameters
     ----------
     pm : PrettyMIDI
     title : str, optional
+        Written above the roll, on the left.
     marks : list of float, optional
         Times in seconds to mark with a dashed vertical line (e.g. the seam between a
         prompt and its continuation).
@@ -46,66 +133,114 @@ def pianoroll_figure(pm: pretty_midi.PrettyMIDI, title: str | None = None, width
     until : float, optional
         Show only the first ``until`` seconds (long pieces: notes stay readable).
     """
-    fig = Figure(figsize=(width, height), dpi=dpi)
-    ax = fig.add_axes((0.07, 0.12, 0.78, 0.8) if len(pm.instruments) > 1 else (0.07, 0.12, 0.9, 0.8))
-    end = max(pm.get_end_time(), 1e-3)
-    lo, hi = 127, 0
-    handles = []
-    for k, inst in enumerate(pm.instruments):
-        if not inst.notes:
-            continue
-        colour = TRACK_COLOURS[k % len(TRACK_COLOURS)]
-        starts = np.array([n.start for n in inst.notes])
-        ends = np.array([n.end for n in inst.notes])
-        pitches = np.array([n.pitch for n in inst.notes])
-        lo, hi = min(lo, pitches.min()), max(hi, pitches.max())
-        y0, y1 = pitches - 0.4, pitches + 0.4
-        verts = np.stack([np.stack([starts, y0], 1), np.stack([ends, y0], 1),
-                          np.stack([ends, y1], 1), np.stack([starts, y1], 1)], axis=1)
-        coll = PolyCollection(verts, facecolors=colour, edgecolors="black", linewidths=0.3,
-                              label=inst.name or pretty_midi.program_to_instrument_name(inst.program))
-        ax.add_collection(coll)
-        handles.append(coll)
-    if pitch_range is not None:
-        lo, hi = pitch_range
-    if hi < lo:
-        lo, hi = 60, 72
-    lo, hi = int(lo) - 2, int(hi) + 2
+    from PIL import Image, ImageDraw
+    W, H = max(1, round(width * dpi)), max(1, round(height * dpi))
+    px = lambda pt: max(6, round(pt * dpi / 72))  # noqa: E731 - font points to pixels, as matplotlib does
+    tracks = [(k, inst) for k, inst in enumerate(pm.instruments) if inst.notes]
+    legend = len(tracks) > 1
+    x0, x1 = round(AX_LEFT * W), round((AX_LEFT + (AX_WIDTH if legend else AX_WIDTH_SOLO)) * W)
+    y0, y1 = round(AX_TOP * H), round((AX_TOP + AX_HEIGHT) * H)
+    aw, ah = x1 - x0, y1 - y0
+    end = max(pm.get_end_time(), 1e-3) if tracks else 1.0  # empty music: an empty second
     if until is not None:
         end = min(end, max(float(until), 1e-3))
-    ax.set_xlim(0, end)
-    ax.set_ylim(lo - 0.5, hi + 0.5)
-    # bar lines strong, beat lines faint; get_downbeats follows the time signatures
-    beats = pm.get_beats()
-    downbeats = pm.get_downbeats()
-    beats, downbeats = beats[beats <= end + 1e-6], downbeats[downbeats <= end + 1e-6]
-    if len(beats) < 2000:
-        ax.vlines(beats, lo - 0.5, hi + 0.5, colors="#dddddd", linewidths=0.5, zorder=0)
-    ax.vlines(downbeats, lo - 0.5, hi + 0.5, colors="#888888", linewidths=0.9, zorder=0)
+    pitches = [n.pitch for _, inst in tracks for n in inst.notes]
+    if pitch_range is not None:
+        pitches = [int(pitch_range[0]), int(pitch_range[1])]
+    lo, hi = (min(pitches) - 2, max(pitches) + 2) if pitches else (58, 74)
+    rh = ah / (hi - lo + 1)  # pixels per semitone
+    xs = lambda t: x0 + np.asarray(t, dtype=float) / end * aw  # noqa: E731 - seconds to pixels
+    row_top = lambda p: y0 + (hi - p) * rh  # noqa: E731 - top edge of pitch p's row
+
+    img = Image.new("P", (W, H), _WHITE)
+    img.putpalette(_PALETTE)
+    d = ImageDraw.Draw(img)
+    if rh >= 3:
+        for p in range(lo, hi + 1):
+            if p % 12 in (1, 3, 6, 8, 10):
+                d.rectangle([x0, round(row_top(p)), x1 - 1, round(row_top(p - 1)) - 1], fill=_BLACK_KEY_ROW)
+
+    # beat lines light, bar lines dark; get_downbeats follows the time signatures. On long
+    # music only every 2nd, 4th ... bar line is drawn, so that the lines stay apart.
+    beats, downbeats = pm.get_beats(), pm.get_downbeats()
+    beats, downbeats = beats[beats <= end], downbeats[downbeats <= end]
+    if len(beats) and aw / len(beats) >= 4:
+        for x in np.round(xs(beats)).astype(int).tolist():
+            d.line([(x, y0), (x, y1 - 1)], fill=_BEAT_LINE)
+    bar_k = _every(len(downbeats), aw, 6)
+    for x in np.round(xs(downbeats[::bar_k])).astype(int).tolist():
+        d.line([(x, y0), (x, y1 - 1)], fill=_BAR_LINE)
+
+    pad = max(1.0, 0.1 * rh) if rh >= 3 else 0.0  # a note fills 80 % of its row
+    for k, inst in tracks:
+        fill, edge = _FILL0 + k % len(TRACK_COLOURS), _EDGE0 + k % len(TRACK_COLOURS)
+        arr = np.array([(n.start, n.end, n.pitch) for n in inst.notes], dtype=float)
+        # only what the axes show (``until``, ``pitch_range``): nothing is drawn on the margins
+        arr = arr[(arr[:, 0] < end) & (arr[:, 2] >= lo) & (arr[:, 2] <= hi)]
+        arr[:, 1] = np.minimum(arr[:, 1], end)
+        xa = np.round(xs(arr[:, 0])).astype(int)
+        xb = np.maximum(xa, np.round(xs(arr[:, 1])).astype(int) - 1)
+        ya = np.round(row_top(arr[:, 2]) + pad).astype(int)
+        yb = np.maximum(ya, np.round(row_top(arr[:, 2] - 1) - pad).astype(int) - 1)
+        for a, b, c, e in zip(xa.tolist(), ya.tolist(), xb.tolist(), yb.tolist()):
+            if c - a >= 3 and e - b >= 3:
+                d.rectangle([a, b, c, e], fill=fill, outline=edge)
+            else:  # too small for an outline: the colour alone
+                d.rectangle([a, b, c, e], fill=fill)
     for t in marks or ():
-        ax.axvline(t, color="black", linestyle="--", linewidth=1.5)
+        x = int(round(float(xs(t))))
+        for y in range(y0, y1, 10):
+            d.line([(x, y), (x, min(y + 5, y1 - 1))], fill=_BLACK, width=2)
+    d.rectangle([x0 - 1, y0 - 1, x1, y1], outline=_BLACK)
+
+    # text goes on a mask of its own (anti-aliased), laid over the white margins at the end
+    text = Image.new("L", (W, H), 0)
+
+    def put(xy, s, size, anchor, bold=False):
+        mask, left, top = _text_mask(s, size, anchor, bold)
+        text.paste(mask, (int(xy[0]) + left, int(xy[1]) + top), mask)
+
+    # pitch names at every C (or evenly spread when the range holds fewer than two Cs)
     cs = [p for p in range(lo, hi + 1) if p % 12 == 0]
     if len(cs) < 2:
         cs = list(range(lo, hi + 1, max(1, (hi - lo) // 6)))
-    ax.set_yticks(cs)
-    ax.set_yticklabels([pretty_midi.note_number_to_name(p) for p in cs])
-    ax.set_xlabel("time (s)  |  bar lines dark, beats light")
-    if len(downbeats) <= 32:
-        ax2 = ax.secondary_xaxis("top")
-        ax2.set_xticks(downbeats)
-        ax2.set_xticklabels([str(i + 1) for i in range(len(downbeats))], fontsize=7)
+    for p in cs:
+        y = round(row_top(p) + rh / 2)
+        d.line([(x0 - 5, y), (x0 - 2, y)], fill=_BLACK)
+        put((x0 - 8, y), pretty_midi.note_number_to_name(p), px(10), "rm")
+    step = _nice_step(end)  # seconds below
+    for v in np.arange(0.0, end + step * 1e-6, step):
+        x = int(round(float(xs(v))))
+        d.line([(x, y1 + 1), (x, y1 + 4)], fill=_BLACK)
+        put((x, y1 + 6), _tick_label(float(v), step), px(10), "ma")
+    put(((x0 + x1) // 2, H - 4), "time (s)  |  bar lines dark, beats light", px(10), "md")
+    # bar numbers on top: every bar while they fit, else every 2nd, 4th ...
+    label_k = max(bar_k, _every(len(downbeats), aw, px(7) * 0.7 * len(str(len(downbeats))) + 6))
+    for i in range(0, len(downbeats), label_k):
+        put((int(round(float(xs(downbeats[i])))), y0 - 3), str(i + 1), px(7), "md")
     if title:
-        ax.set_title(title, fontsize=10, pad=14 if len(downbeats) <= 32 else 4)
-    if len(handles) > 1:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    return fig
+        put((x0, 2), title, px(9), "la", bold=True)
+    if legend:
+        lx, ly, sw = x1 + round(0.015 * W), y0 + px(6), px(15)
+        for k, inst in tracks:
+            d.rectangle([lx, ly - px(3), lx + sw, ly + px(3)], fill=_FILL0 + k % len(TRACK_COLOURS),
+                        outline=_EDGE0 + k % len(TRACK_COLOURS))
+            name = inst.name or pretty_midi.program_to_instrument_name(inst.program)
+            put((lx + sw + px(5), ly), name if len(name) <= 18 else name[:17] + "\u2026", px(8), "lm")
+            ly += px(13)
+
+    idx, ink = np.array(img), np.asarray(text)
+    on = ink > 0
+    idx[on] = _GREY0 + (ink[on].astype(np.uint16) * (_GREYS - 1) + 127) // 255
+    out = Image.frombytes("P", (W, H), idx.tobytes())
+    out.putpalette(_PALETTE)
+    return out
 
 
 def pianoroll_png(pm: pretty_midi.PrettyMIDI, **kwargs) -> bytes:
-    """The piano roll of ``pm`` as PNG bytes (see :func:`pianoroll_figure`)."""
-    fig = pianoroll_figure(pm, **kwargs)
+    """The piano roll of ``pm`` as PNG bytes (see :func:`pianoroll_image`)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    pianoroll_image(pm, **kwargs).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
 
 
@@ -305,7 +440,9 @@ def roll_score(roll, title: str | None = None, key=None):
                 acc = n.pitch.accidental
                 if acc is not None and (acc.alter > 0) == flats:
                     n.pitch = n.pitch.getEnharmonic()
-        measured = part.makeMeasures()
+        # in place: a copy of the part (the default) is most of the score's time, deep-copying music21 objects
+        part.makeMeasures(inPlace=True)
+        measured = part
         measured.makeTies(inPlace=True)
         for i, m in enumerate(measured.getElementsByClass("Measure")):
             if i and i % BARS_PER_SYSTEM == 0 and part is parts[0]:

@@ -485,13 +485,13 @@ COMPOSE_CSS = """
                          display: none; z-index: 5; }
 """
 
-#: A playhead on the piano roll that follows the audio. The roll's axes span 7 %-85 % of the
-#: figure's width and 12 %-92 % of its height (composer.render.viz.pianoroll_figure). Gradio's
+#: A playhead on the piano roll that follows the audio. The roll's axes lie where
+#: composer.render.viz.AX_LEFT/AX_WIDTH/AX_TOP/AX_HEIGHT say (fractions of the image). Gradio's
 #: player (WaveSurfer) shows its progress as a cursor in a shadow root; the audio lasts the
 #: music plus a release tail (composer.render.audio.RELEASE_TAIL_S), and its length comes from
-#: the WAV's size (44-byte header, 16-bit stereo at the render's sample rate).
+#: the WAV's size (44-byte header, 16-bit stereo at the Compose rate, audio.PREVIEW_RATE).
 PLAYHEAD_JS = """
-const AX_LEFT = %(left)s, AX_WIDTH = %(width)s, AX_TOP = 0.08, AX_HEIGHT = 0.80, TAIL = %(tail)s, RATE = %(rate)s;
+const AX_LEFT = %(left)s, AX_WIDTH = %(width)s, AX_TOP = %(top)s, AX_HEIGHT = %(height)s, TAIL = %(tail)s, RATE = %(rate)s;
 const seconds = {};
 function wavSeconds(href) {
   if (!(href in seconds)) {
@@ -541,8 +541,9 @@ requestAnimationFrame(frame);
 
 
 def playhead_js() -> str:
-    from composer.render.audio import RELEASE_TAIL_S, SAMPLE_RATE
-    return PLAYHEAD_JS % {"left": 0.07, "width": 0.78, "tail": RELEASE_TAIL_S, "rate": SAMPLE_RATE}
+    from composer.render import audio, viz
+    return PLAYHEAD_JS % {"left": viz.AX_LEFT, "width": viz.AX_WIDTH, "top": viz.AX_TOP, "height": viz.AX_HEIGHT,
+                          "tail": audio.RELEASE_TAIL_S, "rate": audio.PREVIEW_RATE}
 
 
 def build(model_state: gr.State | None = None):
