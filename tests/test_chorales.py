@@ -35,6 +35,14 @@ def test_split_voices_orders_by_pitch_and_marks_onsets():
     assert ((v > 0).sum(-1) <= 1).all()
 
 
+def test_one_voice_keeps_the_top_line_of_a_chordal_track():
+    codes = np.zeros((4, 84), dtype=np.uint8)
+    for p in (48, 64, 72):  # a chord in one track: its melody is the top note
+        codes[0, p - 24], codes[1:4, p - 24] = ONSET, HOLD
+    v = chorales.split_voices(codes, 1)
+    assert v.shape == (1, 4, 84) and [int(np.flatnonzero(v[0, s])[0]) + 24 for s in range(4)] == [72] * 4
+
+
 def test_four_track_file_is_ordered_soprano_to_bass():
     pm = make_pm([[(48, b, 1) for b in range(8)], [(72, b, 1) for b in range(8)],
                   [(60, b, 1) for b in range(8)], [(65, b, 1) for b in range(8)]])

@@ -113,7 +113,9 @@ def split_voices(codes: np.ndarray, n_voices: int = 4) -> np.ndarray:
         sounding = np.flatnonzero(codes[s])[::-1]  # high to low
         if len(sounding) == 0:
             continue
-        if len(sounding) >= n_voices:
+        if n_voices == 1:  # one voice is the top line (a track's melody), not its bass
+            chosen, slots = [sounding[0]], [0]
+        elif len(sounding) >= n_voices:
             chosen = list(sounding[:n_voices - 1]) + [sounding[-1]]
             slots = list(range(n_voices))
         else:  # fewer notes than voices: top to soprano, bottom to bass, middle ones in order
