@@ -39,6 +39,9 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_MEMORY_MB = 1536
 #: Workers run at most this many calls at once (this is a 2-core machine's worth).
 DEFAULT_WORKERS = 2
+#: Workers run at a lower CPU priority: what they do (scores, ABC checks) is slow and can
+#: wait, while the server's live path (a slider move's audio and roll) cannot.
+WORKER_NICE = 5
 #: Seconds a new worker may take to import what it preloads.
 START_TIMEOUT = 60.0
 #: Modules a worker imports before it says it is ready, so that the first call's time limit
@@ -218,6 +221,7 @@ def _serve(fd: int, memory_mb: int) -> None:  # pragma: no cover - runs in the c
     warnings.simplefilter("ignore")
     limit = int(memory_mb) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.nice(WORKER_NICE)
     conn = Connection(fd)
     for name in PRELOAD:
         try:
