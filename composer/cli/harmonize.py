@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from composer.cli.options import apply_threads, music_input_and_out
+
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m composer harmonize", description=__doc__.split("\n")[0])
@@ -37,14 +39,8 @@ def main(argv=None) -> int:
     from composer.api import harmonize as H
     from composer.api.compose import cached_composer
     from composer.errors import ComposerError
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
-    if bool(args.input) == bool(args.notes):
-        raise ComposerError("give a .mid/.abc file or --notes (one of them)")
-    out = Path(args.out)
-    if out.suffix.lower() not in (".mid", ".midi", ".wav"):
-        raise ComposerError(f"--out must end in .mid or .wav (got {out.name})")
+    apply_threads(args.threads)
+    out = music_input_and_out(args, "a .mid/.abc file")
     settings = H.Settings(seed=args.seed)
     if args.restarts is not None:
         settings.restarts = max(1, args.restarts)

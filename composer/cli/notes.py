@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+
+from composer.cli.options import apply_threads, music_input_and_out
 
 
 def build_parser():
@@ -33,16 +34,9 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from composer.api import notes as notes_api
-    from composer.errors import DataError
     from composer.music.midi import load_midi
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
-    if bool(args.input) == bool(args.notes):
-        raise DataError("give a MIDI file or --notes (one of them)")
-    out = Path(args.out)
-    if out.suffix.lower() not in (".mid", ".midi", ".wav"):
-        raise DataError(f"--out must end in .mid or .wav (got {out.name})")
+    apply_threads(args.threads)
+    out = music_input_and_out(args, "a MIDI file")
     pm = load_midi(args.input) if args.input else notes_api.prompt_from_text(args.notes, tempo=args.tempo)
     result, seam, info = notes_api.continue_midi(pm, bars=args.bars, model=args.model, temperature=args.temperature,
                                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed)

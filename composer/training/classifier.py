@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from composer.models.classifier import ClassifierConfig, GenreClassifier
 from composer.music.genres import NoteStats, random_note_windows
 from composer.training.cyclegan import load_domain_arrays
-from composer.training.loop import (Dist, add_run_args, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
-                                    optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,
-                                    unprefixed)
+from composer.training.loop import (JsonlLog, Timer, add_run_args, export_weights, load_checkpoint,
+                                    load_optimizer_tensors, open_run, optimizer_tensors, prefixed, read_jsonl,
+                                    save_checkpoint, unprefixed)
 
 
 @torch.no_grad()
@@ -82,13 +82,8 @@ def transposed_batch(windows: np.ndarray, batch: int, rng: np.random.Generator, 
 
 def export_classifier(src, dst, extra: dict | None = None, half: bool = True) -> Path:
     """Ship a classifier checkpoint (weights only, float16 by default) with its model card."""
-    tensors, card = load_checkpoint(src)
-    keep = {k: (v.half() if half and v.is_floating_point() else v) for k, v in tensors.items() if k.startswith("C.")}
-    card = dict(card)
-    card.update({"weights": "classifier" + (", float16" if half else ""), "exported_from": str(src)})
-    card.update(extra or {})
-    save_checkpoint(dst, keep, card)
-    return Path(dst)
+    return export_weights(src, dst, lambda t: {k: v for k, v in t.items() if k.startswith("C.")}, "classifier",
+                          half, extra)
 
 
 def parse_args(argv):
@@ -111,11 +106,8 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    setup_process(args.threads)
-    d = Dist(args.device)
+    d, out, ckpt_path = open_run(args)
     device = d.device
-    out = Path(args.out)
-    ckpt_path = out / "last.safetensors"
     cfg = ClassifierConfig(width=args.width, register_norm=args.register_norm)
     tensors, card = None, {}
     if ckpt_path.exists() and not args.no_resume:

@@ -42,9 +42,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from composer.models.cyclegan import PRESETS, CycleGAN, CycleGANConfig, get_config, n_params
-from composer.training.loop import (Dist, add_run_args, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
-                                    optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,
-                                    unprefixed)
+from composer.training.loop import (JsonlLog, Timer, add_run_args, export_weights, load_checkpoint,
+                                    load_optimizer_tensors, open_run, optimizer_tensors, prefixed, read_jsonl,
+                                    save_checkpoint, unprefixed)
 
 GENERATORS = ("G_AB", "G_BA")
 DISCRIMINATORS = ("D_A", "D_B", "D_Am", "D_Bm")
@@ -215,14 +215,8 @@ def make_optimizers(model: CycleGAN, lr: float = 2e-4, beta1: float = 0.5) -> di
 
 def export_generators(src, dst, extra: dict | None = None, half: bool = True) -> Path:
     """Ship a training checkpoint: both generators, float16, plus the model card."""
-    tensors, card = load_checkpoint(src)
-    keep = {k: v for k, v in tensors.items() if k.split(".", 1)[0] in GENERATORS}
-    keep = {k: (v.half() if half and v.is_floating_point() else v) for k, v in keep.items()}
-    card = dict(card)
-    card.update({"weights": "generators G_AB, G_BA" + (", float16" if half else ""), "exported_from": str(src)})
-    card.update(extra or {})
-    save_checkpoint(dst, keep, card)
-    return Path(dst)
+    return export_weights(src, dst, lambda t: {k: v for k, v in t.items() if k.split(".", 1)[0] in GENERATORS},
+                          "generators G_AB, G_BA", half, extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,11 +248,8 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    setup_process(args.threads)
-    d = Dist(args.device)
+    d, out, ckpt_path = open_run(args)
     device = d.device
-    out = Path(args.out)
-    ckpt_path = out / "last.safetensors"
     cfg = get_config(args.preset)
     tensors, card = None, {}
     if ckpt_path.exists() and not args.no_resume:

@@ -50,6 +50,30 @@ def add_run_args(p, *, out: str | None, steps: int, checkpoint_every: int, log_e
     p.add_argument("--quiet", action="store_true", help="no progress bar (logs still go to log.jsonl)")
 
 
+def export_weights(src, dst, select, label: str, half: bool = True, extra: dict | None = None) -> Path:
+    """Ship part of a training checkpoint ``src`` as ``dst`` (safetensors + model card).
+
+    ``select(tensors)`` returns the tensors to ship (a generator, a classifier: what
+    inference loads; critics and optimiser states stay behind, they only serve a resume).
+    Floating tensors become float16 unless ``half`` is False. The card is the checkpoint's,
+    with ``weights`` (``label``), ``exported_from`` and ``extra`` added.
+    """
+    tensors, card = load_checkpoint(src)
+    keep = {k: (v.half() if half and v.is_floating_point() else v) for k, v in select(tensors).items()}
+    card = dict(card, weights=label + (", float16" if half else ""), exported_from=str(src))
+    card.update(extra or {})
+    save_checkpoint(dst, keep, card)
+    return Path(dst)
+
+
+def open_run(args) -> tuple["Dist", Path, Path]:
+    """The start of a run that :func:`add_run_args` described: process settings, the
+    device (:class:`Dist`), the run folder and its ``last.safetensors``."""
+    setup_process(args.threads)
+    out = Path(args.out)
+    return Dist(args.device), out, out / "last.safetensors"
+
+
 class Dist:
     """Rank/world size from torchrun's environment; a no-op when run as a plain process."""
 

@@ -35,9 +35,9 @@ import torch.nn as nn
 
 from composer.music.metrics import VOICE_RANGES, pitch_offset_default
 from composer.models.musegan import PRESETS, Critic, Generator, MuseGANConfig, get_config, sample_latents
-from composer.training.loop import (Dist, add_run_args, JsonlLog, Timer, load_checkpoint, load_optimizer_tensors,
-                                    optimizer_tensors, prefixed, read_jsonl, save_checkpoint, setup_process,
-                                    unprefixed)
+from composer.training.loop import (JsonlLog, Timer, add_run_args, export_weights, load_checkpoint,
+                                    load_optimizer_tensors, open_run, optimizer_tensors, prefixed, read_jsonl,
+                                    save_checkpoint, unprefixed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,15 +308,10 @@ def export_generator(src, dst, extra: dict | None = None, half: bool = True, wei
 
     The critic and optimiser states stay behind (they are only needed to resume).
     """
-    tensors, card = load_checkpoint(src)
-    gen = (unprefixed(tensors, "G") if weights == "raw" else None) or unprefixed(tensors, "G_ema") or unprefixed(tensors, "G")
-    gen = {k: (v.half() if half and v.is_floating_point() else v) for k, v in gen.items()}
-    card = {k: v for k, v in card.items()}
-    card.update({"weights": ("generator (raw)" if weights == "raw" else "generator EMA") + (", float16" if half else ""),
-                 "exported_from": str(src)})
-    card.update(extra or {})
-    save_checkpoint(dst, gen, card)
-    return Path(dst)
+    def select(tensors):
+        return (unprefixed(tensors, "G") if weights == "raw" else None) or unprefixed(tensors, "G_ema") \
+            or unprefixed(tensors, "G")
+    return export_weights(src, dst, select, "generator (raw)" if weights == "raw" else "generator EMA", half, extra)
 
 
 def parse_args(argv):
@@ -355,11 +350,8 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    setup_process(args.threads)
-    d = Dist(args.device)
+    d, out, ckpt_path = open_run(args)
     device = d.device
-    out = Path(args.out)
-    ckpt_path = out / "last.safetensors"
     cfg = get_config(args.preset, n_bars=args.n_bars)
 
     # ---- resume: the checkpoint's config wins, so a resumed run is the same model ----
