@@ -6,3 +6,13 @@ metrics themselves live in :mod:`composer.music.metrics`. See ``docs/ARCHITECTUR
 EVALUATORS = {"musegan": "composer.evaluation.musegan", "charrnn": "composer.evaluation.charrnn",
               "cyclegan": "composer.evaluation.cyclegan", "notes": "composer.evaluation.notes",
               "harmonize": "composer.evaluation.harmonize"}
+
+
+def rounded(value, digits: int = 4):
+    """``value`` with every float inside it (dicts and lists walked) rounded to ``digits``,
+    for the JSON an eval prints."""
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return round(value, digits) if isinstance(value, float) else value

@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from composer.evaluation import rounded
 from composer.music import metrics
 
 log = logging.getLogger(__name__)
@@ -237,14 +238,6 @@ def evaluate(n_chorales: int = 30, n_folk: int = 30, riff_n: int = 30, riff_bars
     return out
 
 
-def _round(d):
-    if isinstance(d, dict):
-        return {k: _round(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_round(v) for v in d]
-    return round(d, 4) if isinstance(d, float) else d
-
-
 def table(res: dict) -> str:
     lines = []
     for part in ("chorales", "folk"):
@@ -286,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         torch.set_num_threads(args.threads)
     t = time.perf_counter()
-    res = _round(evaluate(args.chorales, args.folk, args.riff, args.riff_bars, args.restarts, args.steps,
+    res = rounded(evaluate(args.chorales, args.folk, args.riff, args.riff_bars, args.restarts, args.steps,
                           args.checkpoint, args.seed))
     res["wall_s"] = round(time.perf_counter() - t, 1)
     print(json.dumps(res) if args.json else table(res))

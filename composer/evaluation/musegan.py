@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 
+from composer.evaluation import rounded
 from composer.music import metrics
 
 #: Rows printed first (the bar set), then the rest.
@@ -161,14 +162,6 @@ def evaluate(checkpoint=None, n: int = 1000, seed: int = 0, truncation: float | 
     return {**res, "bar": bar, "bar_met": met, "truncation": truncation, "n": n, "seed": seed, **out}
 
 
-def _round(d):
-    if isinstance(d, dict):
-        return {k: _round(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_round(v) for v in d]
-    return round(d, 4) if isinstance(d, float) else d
-
-
 def _truncation(text: str):
     if text == "auto":
         return text
@@ -215,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --export: a JSON file of extra model-card fields (history, notes)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    res = _round(evaluate(args.checkpoint, args.n, args.seed, args.truncation, args.data, args.weights,
+    res = rounded(evaluate(args.checkpoint, args.n, args.seed, args.truncation, args.data, args.weights,
                           baselines=not args.no_baselines))
     trunc = res["truncation"]
     if args.export:
