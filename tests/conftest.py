@@ -60,12 +60,32 @@ def _patient_url_ok(url: str, deadline_s: float = 120.0) -> bool:
 
 #: Test modules that launch the app, a browser, subprocesses or training: `make test-fast` skips them.
 SLOW_MODULES = {"test_browser", "test_app_folk", "test_app_player", "test_app_train", "test_cli", "test_house",
-                "test_latents_format"}
+                "test_latents_format", "test_sessions", "test_space", "test_gpu"}
+#: Single tests that take seconds (whole corpora, subprocesses, torchrun, a CLI run): `make test`
+#: runs them, `make test-fast` (the unit tests, under a minute) does not.
+SLOW_TESTS = {
+    "test_abc_repeats.py::test_real_tunes_with_repeats_play_as_written",
+    "test_abc_repeats.py::test_transposition_round_trips_on_real_tunes",
+    "test_abc.py::test_real_tunes_pass_checks",
+    "test_pianoroll.py::test_real_chorales_round_trip_every_note",
+    "test_cyclegan.py::test_torchrun_two_processes_gloo",
+    "test_cyclegan.py::test_trainers_end_to_end_with_resume",
+    "test_musegan.py::test_torchrun_two_processes_gloo",
+    "test_device.py::test_training_process_reuses_large_blocks_instead_of_faulting_them_in_again",
+    "test_harmonize.py::test_cli_writes_midi_and_prints_json",
+    "test_compose.py::test_controls_show_the_piece_after_restore_undo_reset_and_reroll",
+    "test_audio.py::test_a_long_render_does_not_hold_up_a_short_one",
+    "test_transfer.py::test_tab_offers_both_genres_and_says_when_a_piece_is_already_there",
+    "test_notes.py::test_continue_tab_handler_and_cli",
+    "test_harmonize.py::test_compose_tab_harmonizes_and_undo_gives_the_plain_melody",
+}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__ in SLOW_MODULES or {"app_client", "client"} & set(item.fixturenames):
+        test = f"{item.module.__name__}.py::{item.originalname}"
+        if (item.module.__name__ in SLOW_MODULES or test in SLOW_TESTS
+                or {"app_client", "client"} & set(item.fixturenames)):
             item.add_marker(pytest.mark.slow)
 
 
