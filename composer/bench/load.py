@@ -169,12 +169,9 @@ def _replay(visitor: Visitor) -> bool:
     return True
 
 
-def bench(users: int = 20, seconds: float = 120.0, seed: int = 0) -> dict:
-    """Run the load test (see the module's docstring) and return its figures."""
-    from gradio_client import Client
-
-    from composer.device import use_interactive_threads
-    use_interactive_threads()
+def start_app() -> tuple[subprocess.Popen, str]:
+    """The app as its own process (``python app.py``) on a free local port, once it answers;
+    its training runs go to a temporary folder. Returns the process and its URL."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
@@ -184,6 +181,28 @@ def bench(users: int = 20, seconds: float = 120.0, seed: int = 0) -> dict:
                             start_new_session=True)
     try:
         _wait_up(url, proc)
+    except BaseException:
+        stop_app(proc)
+        raise
+    return proc, url
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def bench(users: int = 20, seconds: float = 120.0, seed: int = 0) -> dict:
+    """Run the load test (see the module's docstring) and return its figures."""
+    from gradio_client import Client
+
+    from composer.device import use_interactive_threads
+    use_interactive_threads()
+    proc, url = start_app()
+    try:
         rng = random.Random(seed)
         visitors = [Visitor(i, seed=1 + 7919 * i + rng.randint(0, 999), rng=random.Random(seed * 1000 + i))
                     for i in range(users)]
@@ -203,11 +222,7 @@ def bench(users: int = 20, seconds: float = 120.0, seed: int = 0) -> dict:
         for th in threads:
             th.join(seconds + 120)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc)
     times = np.array([t for v in visitors for t in v.times]) * 1000
     errors = [e for v in visitors for e in v.errors]
     crosstalk = sum(not _replay(v) for v in visitors)

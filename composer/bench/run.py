@@ -98,7 +98,8 @@ OPTIONAL = {"musegan": ("composer.bench.musegan", "bench"), "compose": ("compose
             "transfer": ("composer.api.cyclegan", "bench"), "harmonize": ("composer.bench.harmonize", "bench")}
 #: groups that run only when asked by name (``--only load``): they take minutes
 ON_REQUEST = {"load": ("composer.bench.load", "bench"),
-              "compose_browser": ("composer.bench.compose_browser", "bench")}
+              "compose_browser": ("composer.bench.compose_browser", "bench"),
+              "long_render": ("composer.bench.long_render", "bench")}
 
 
 def run(preset: str = "seed", only: list[str] | None = None) -> dict:

@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure performance (JSON)")
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--preset", default="seed", help="MuseGAN preset for musegan_train_iter_s")
-    b.add_argument("--only", nargs="*", help="run only these groups (render, viz, musegan, compose, charrnn, notes, transfer, harmonize, compose_browser, load)")
+    b.add_argument("--only", nargs="*", help="run only these groups (render, viz, musegan, compose, charrnn, notes, transfer, harmonize; on request: compose_browser, load, long_render)")
     b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("serve", help="serve the Gradio app")
