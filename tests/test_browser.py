@@ -29,11 +29,12 @@ def test_slider_changes_piano_roll_and_audio():
             def roll_src():
                 return page.locator("img[src*='composer-seed']").first.get_attribute("src")
 
-            def audio_src():  # the audio player's file (its download link), new for every render
-                return page.locator("a[href*='.wav']").first.get_attribute("href")
+            def audio_src():  # the file the player plays, new for every render
+                return page.evaluate("document.getElementById('compose-player').currentSrc")
 
             page.wait_for_selector("img[src*='composer-seed']", timeout=60_000)
-            page.wait_for_selector("a[href*='.wav']", state="attached", timeout=30_000)
+            page.wait_for_function("document.getElementById('compose-player').currentSrc.endsWith('.wav')",
+                                   timeout=30_000)
             before_roll, before_audio = roll_src(), audio_src()
             slider = page.get_by_label("range slider for", exact=False).nth(3)  # the first Style slider
             box = slider.bounding_box()
@@ -46,6 +47,15 @@ def test_slider_changes_piano_roll_and_audio():
             assert float(slider.input_value()) > 1.5
             assert roll_src() != before_roll, "the piano roll did not change"
             assert audio_src() != before_audio, "the audio did not change"
+            # "Play after every change" is on: the move was a click (a user gesture), so it plays
+            page.wait_for_function("!document.getElementById('compose-player').paused", timeout=10_000)
+            # "Loop" loops the player at once, in the page (no round trip)
+            assert not page.evaluate("document.getElementById('compose-player').loop")
+            page.locator("#compose-loop input[type=checkbox]").check()
+            page.wait_for_function("document.getElementById('compose-player').loop", timeout=5_000)
+            # the score and downloads follow once the piece has been on screen a moment
+            page.wait_for_selector("a[href*='.musicxml']", state="attached",
+                                   timeout=60_000)
             browser.close()
     finally:
         demo.close()
@@ -67,7 +77,8 @@ def test_the_piece_stays_in_view_and_the_playhead_follows_the_audio(width, heigh
             page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(demo.local_url)
             page.wait_for_selector("#compose-roll img", timeout=60_000)
-            page.wait_for_selector("#compose-audio audio", state="attached", timeout=30_000)
+            page.wait_for_function("document.getElementById('compose-player').currentSrc.endsWith('.wav')",
+                                   timeout=30_000)
             # scroll the controls down to the melody sliders, as a musician shaping a voice does
             page.get_by_text("Melody: the selected voice in the selected bar").first.scroll_into_view_if_needed()
             page.evaluate("window.scrollBy(0, 400)")
@@ -89,8 +100,7 @@ def test_the_piece_stays_in_view_and_the_playhead_follows_the_audio(width, heigh
                 return out
             lefts = samples(4)  # autoplay (on by default) may already be playing the piece
             if len({x for x in lefts if x is not None}) < 2:
-                page.locator('#compose-audio button[aria-label="Play"], #compose-audio button.play-pause-button') \
-                    .first.click()
+                page.evaluate("document.getElementById('compose-player').play()")
                 lefts = samples(12)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"compose_{width}x{height}.png"))

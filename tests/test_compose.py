@@ -287,3 +287,33 @@ def _cells(comp, st):
         for n in inst.notes:
             out.setdefault((t, int(n.start // bar_s + 1e-9)), []).append((n.pitch, round(n.start, 3)))
     return out
+
+
+def test_the_score_and_downloads_are_made_for_the_newest_piece_only(monkeypatch):
+    """While a musician plays the sliders, a superseded piece is not engraved (its finish is
+    skipped); the newest one is, and another visitor's pieces never skip this one's."""
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from composer.ui import compose as tab
+    monkeypatch.setattr(tab, "FINISH_QUIET_S", 0.05)
+
+    class Visitor:
+        def __init__(self, session_hash):
+            self.session_hash = session_hash
+
+    token = LocalContext.request.set(Visitor("a"))
+    try:
+        first = tab.new_piece(1, 4, 90, 0, [], None, *INSTRUMENTS)
+        moved = tab._slider_handler("style", 0)(1.0, "Alto", "1", first[1], first[0])
+        st, folder = moved[0], moved[5]
+        assert tab.finish(first[0], first[6]) == (gr.update(), gr.update())  # superseded: nothing made
+        LocalContext.request.set(Visitor("b"))
+        tab.new_piece(2, 4, 90, 0, [], None, *INSTRUMENTS)  # another visitor's piece
+        LocalContext.request.set(Visitor("a"))
+        files, score = tab.finish(st, folder)
+    finally:
+        LocalContext.request.reset(token)
+    kinds = sorted(f.rsplit(".", 1)[-1] for f in files)
+    assert kinds == ["json", "mid", "musicxml", "wav"] and "<svg" in score
+    assert all(f.startswith(folder) for f in files)

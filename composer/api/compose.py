@@ -865,6 +865,11 @@ def piece_stem(st: ComposeState) -> str:
     return f"composer-seed{st.seed}-{st.n_bars}bars"
 
 
+def roll_title(st: ComposeState) -> str:
+    """The title on a Compose piece's piano roll."""
+    return f"seed {st.seed}, {st.n_bars} bars"
+
+
 def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
     """The fast path: generate, render audio, draw the piano roll (side by side). Returns
     (png, wav, midi, folder).
@@ -876,7 +881,7 @@ def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
     stem = piece_stem(st)
     pm = comp.midi(st)
     png, wav, midi = folder / f"{stem}.png", folder / f"{stem}-preview.wav", folder / f"{stem}.mid"
-    sound_and_roll(pm, wav, png, midi, title=f"seed {st.seed}, {st.n_bars} bars", sample_rate=audio.PREVIEW_RATE)
+    sound_and_roll(pm, wav, png, midi, title=roll_title(st), sample_rate=audio.PREVIEW_RATE)
     return png, wav, midi, folder
 
 

@@ -4,14 +4,14 @@ The app is started as its own process (``python app.py`` on a free port, as a Sp
 then ``users`` simulated visitors act for ``seconds``: each starts a piece from its own seed,
 then again and again, 3-5 s (drawn at random) after its last answer, does one of: a new
 piece (a new seed), a slider move (a style/chords/groove/melody direction on a random cell,
-the event the page sends on release) or a cell re-roll. Every answer's MIDI is kept.
+the event the page sends on release) or a cell re-roll. Every answer's piano roll is kept.
 
 Figures: ``load_users``, ``load_actions``, ``load_p50_ms`` / ``load_p95_ms`` / ``load_max_ms``
 (time from request to answer, per action), ``load_errors`` (failed actions) and
-``load_crosstalk`` (visitors whose notes, at any step, differ from what their own actions give
-when replayed alone, in this process, with the same model).
+``load_crosstalk`` (visitors whose piano roll, at any step, differs from what their own actions
+give when replayed alone, in this process, with the same model).
 
-What a visitor waits for is the answer to its action (roll, audio, grid); the score and
+What a visitor waits for is the answer to its action (roll, audio, status; a new piece's grid); the score and
 MusicXML a page asks for afterwards (a chained event, which gradio_client does not send) run
 in a queue of their own and are not part of these figures.
 
@@ -46,7 +46,7 @@ class Visitor:
     seed: int
     rng: random.Random
     actions: list[tuple] = field(default_factory=list)   # what it did, to replay
-    midis: list[bytes] = field(default_factory=list)     # what it got, step by step
+    rolls: list[bytes] = field(default_factory=list)     # the piano roll it got, step by step
     times: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -90,10 +90,12 @@ def _slider_endpoints(client) -> dict[tuple[str, int], int]:
     return out
 
 
-def _midi_of(result) -> bytes:
-    """The MIDI bytes of an answer (``[midi, wav]`` file list of the Compose outputs)."""
-    files = result[4]
-    item = files[0]
+def _roll_of(result) -> bytes:
+    """The piano-roll PNG of an answer (the first output of every Compose action, a slider's
+    too, whose answer has no downloads: they follow in a second event). The roll shows every
+    note, so it witnesses whose piece came back; the audio cannot (FluidSynth's output for one
+    MIDI differs from render to render)."""
+    item = result[0]
     path = item.get("path") if isinstance(item, dict) else getattr(item, "path", item)
     return Path(path).read_bytes()
 
@@ -126,7 +128,7 @@ def _act(visitor: Visitor, client, sliders, url: str, deadline: float) -> None:
                 out = client.predict(action[1], action[2], api_name="/compose_reroll_cell")
             visitor.times.append(time.perf_counter() - t)
             visitor.actions.append(action)
-            visitor.midis.append(_midi_of(out))
+            visitor.rolls.append(_roll_of(out))
         except Exception as exc:  # noqa: BLE001 - every failure is counted, the visitor goes on
             visitor.times.append(time.perf_counter() - t)
             visitor.errors.append(f"{action[0]}: {str(exc)[:200]}")
@@ -135,24 +137,15 @@ def _act(visitor: Visitor, client, sliders, url: str, deadline: float) -> None:
         time.sleep(rng.uniform(3.0, 5.0))
 
 
-def _notes(midi: bytes) -> list:
-    import io
-
-    import pretty_midi
-    pm = pretty_midi.PrettyMIDI(io.BytesIO(midi))
-    return [(i.program, [(n.pitch, round(n.start, 4), round(n.end, 4)) for n in i.notes]) for i in pm.instruments]
-
-
 def _replay(visitor: Visitor) -> bool:
     """True when every answer the visitor got is what its own actions give alone."""
-    import io
-
-    from composer.api.compose import cached_composer
+    from composer.api.compose import cached_composer, roll_title
+    from composer.render.viz import pianoroll_png
     comp = cached_composer(None)
     names = comp.track_names
     programs = [int(c.split()[0]) for c in INSTRUMENTS]
     st = None
-    for action, got in zip(visitor.actions, visitor.midis):
+    for action, got in zip(visitor.actions, visitor.rolls):
         if action[0] == "new":
             st = comp.new_state(seed=action[1], n_bars=N_BARS, truncation=float(TRUNCATION), tempo=float(TEMPO),
                                 programs=programs)
@@ -162,9 +155,7 @@ def _replay(visitor: Visitor) -> bool:
         else:
             _, track, bar = action
             st = comp.reroll(st, track=names.index(track), bar=int(bar) - 1)
-        buf = io.BytesIO()
-        comp.midi(st).write(buf)
-        if _notes(buf.getvalue()) != _notes(got):
+        if pianoroll_png(comp.midi(st), title=roll_title(st)) != got:
             return False
     return True
 

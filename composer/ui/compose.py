@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
@@ -172,10 +175,64 @@ def _status(comp: Composer, st: ComposeState, note: str = "") -> str:
     return text + (f"  \n{note}" if note else "")
 
 
+class NewestPiece:
+    """Per session, the folder of the newest piece shown and when it was made (the newest
+    :data:`SESSIONS` sessions are kept). :func:`finish` asks it whether its piece is still
+    the newest one before and after its slow work."""
+
+    SESSIONS = 10_000
+
+    def __init__(self):
+        self._made: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def shown(self, session: str | None, folder: str | Path) -> None:
+        if session is None:
+            return
+        with self._lock:
+            self._made[session] = (str(folder), time.monotonic())
+            self._made.move_to_end(session)
+            while len(self._made) > self.SESSIONS:
+                self._made.popitem(last=False)
+
+    def superseded(self, session: str | None, folder: str | Path) -> bool:
+        """Whether this session has shown a newer piece than the one in ``folder``."""
+        with self._lock:
+            made = self._made.get(session) if session is not None else None
+        return made is not None and made[0] != str(folder)
+
+    def age(self, session: str | None) -> float:
+        """Seconds since this session's newest piece was shown (infinity when unknown)."""
+        with self._lock:
+            made = self._made.get(session) if session is not None else None
+        return time.monotonic() - made[1] if made else float("inf")
+
+
+NEWEST = NewestPiece()
+
+
+def _session() -> str | None:
+    """The Gradio session of the running event; None outside an event (tests, scripts)."""
+    from gradio.context import LocalContext  # set by Gradio around every event's function
+    return getattr(LocalContext.request.get(None), "session_hash", None)
+
+
 def _show(comp: Composer, st: ComposeState, history: list, note: str = ""):
+    """An action's answer, in the order of the tab's ``shown``. The downloads are the MIDI for
+    now (the live audio is its own output); :func:`finish` replaces them with the full set."""
     png, wav, midi, folder = render_state(comp, st)
+    NEWEST.shown(_session(), folder)
     return (st, history, str(png), str(wav), grid_table(comp, st), _status(comp, st, note), str(folder),
-            [str(midi), str(wav)], str(midi))
+            [str(midi)], str(midi))
+
+
+def _moved(comp: Composer, st: ComposeState, history: list):
+    """A slider's answer: the piece, its roll, audio and status. The grid's marks do not change
+    with a slider, and the downloads follow in :func:`finish`; leaving both out keeps the
+    answer small for the browser."""
+    png, wav, midi, folder = render_state(comp, st)
+    NEWEST.shown(_session(), folder)
+    return st, history, str(png), str(wav), _status(comp, st), str(folder), str(midi)
 
 
 def _push(history: list | None, st: ComposeState | None) -> list:
@@ -265,7 +322,7 @@ def _slider_handler(level: str, index: int):
         st = _ensure(comp, st)
         t, b = _track_index(comp, track), _bar_index(st, bar)
         new = comp.set_direction(st, level, index, float(value), track=t, bar=b)
-        return _show(comp, new, _push(history, st))
+        return _moved(comp, new, _push(history, st))
     handler.__name__ = f"set_{level}_{index}"
     return handler
 
@@ -276,7 +333,7 @@ def set_raw(level, track, bar, history, st, *values):
     st = _ensure(comp, st)
     t, b = _track_index(comp, track), _bar_index(st, bar)
     new = comp.set_raw(st, level.lower(), [float(v) for v in values[: comp.cfg.z_dim]], track=t, bar=b)
-    return _show(comp, new, _push(history, st))
+    return _moved(comp, new, _push(history, st))
 
 
 def _edit_handler(kind: str, scope: str):
@@ -460,12 +517,28 @@ def harmonize(mode, path, text, history, st):
                  f"locked). Undo: the plain melody.")
 
 
+#: The score and the downloads of a piece wait until it has been on screen this long, and are
+#: not made when the session shows a newer piece meanwhile (its own finish brings them).
+#: While a musician plays the sliders, nothing is engraved that nobody would read, and the
+#: next move's audio does not share the cores with a score.
+FINISH_QUIET_S = 0.5
+
+
 @user_errors
 def finish(st, folder):
+    """The slow part of an action (downloads, score), unless a newer piece came meanwhile."""
     comp = MODEL.get()
-    if st is None or not folder:
-        return gr.update(), gr.update()
-    return finish_outputs(comp, st, Path(folder))
+    session = _session()
+    unchanged = gr.update(), gr.update()
+    if st is None or not folder or NEWEST.superseded(session, folder):
+        return unchanged
+    wait = FINISH_QUIET_S - NEWEST.age(session)
+    if wait > 0:
+        time.sleep(wait)
+        if NEWEST.superseded(session, folder):
+            return unchanged
+    out = finish_outputs(comp, st, Path(folder))
+    return unchanged if NEWEST.superseded(session, folder) else out
 
 
 # --------------------------------------------------------------------------------------------
@@ -481,69 +554,72 @@ COMPOSE_CSS = """
 #compose-piece { position: sticky; top: 8px; align-self: flex-start; max-height: calc(100vh - 16px);
                  overflow-y: auto; }
 #compose-roll { position: relative; }
+#compose-player { width: 100%; }
 #compose-playhead-line { position: absolute; width: 2px; background: #d62728; pointer-events: none;
                          display: none; z-index: 5; }
 """
 
-#: A playhead on the piano roll that follows the audio. The roll's axes lie where
-#: composer.render.viz.AX_LEFT/AX_WIDTH/AX_TOP/AX_HEIGHT say (fractions of the image). Gradio's
-#: player (WaveSurfer) shows its progress as a cursor in a shadow root; the audio lasts the
-#: music plus a release tail (composer.render.audio.RELEASE_TAIL_S), and its length comes from
-#: the WAV's size (44-byte header, 16-bit stereo at the Compose rate, audio.PREVIEW_RATE).
-PLAYHEAD_JS = """
-const AX_LEFT = %(left)s, AX_WIDTH = %(width)s, AX_TOP = %(top)s, AX_HEIGHT = %(height)s, TAIL = %(tail)s, RATE = %(rate)s;
-const seconds = {};
-function wavSeconds(href) {
-  if (!(href in seconds)) {
-    seconds[href] = null;
-    fetch(href, {method: 'HEAD'}).then(r => {
-      const n = parseInt(r.headers.get('content-length') || '0');
-      seconds[href] = n > 44 ? (n - 44) / (4 * RATE) : null;
-    }).catch(() => {});
-  }
-  return seconds[href];
+#: The Compose player. A native ``<audio>`` element plays the piece: it is playable as soon as
+#: its first bytes arrive and costs the browser next to nothing while it plays, where Gradio's
+#: waveform player decodes the whole file first and, while playing, kept most of a core busy
+#: (measured in headless Chromium: 0.75 CPU-seconds a second against 0.15). Its file comes from
+#: a hidden ``gr.File`` (``#compose-audio-file``, the output API clients receive): when that
+#: link changes, the player takes the new file and, with "Play after every change" on, plays
+#: it; "Loop" sets its loop. A playhead on the roll follows ``currentTime``; the roll's axes lie
+#: where composer.render.viz.AX_LEFT/AX_WIDTH/AX_TOP/AX_HEIGHT say (fractions of the image),
+#: and the music ends a release tail (composer.render.audio.RELEASE_TAIL_S) before the audio.
+PLAYER_HTML = '<audio id="compose-player" controls preload="auto"></audio>'
+PLAYER_JS = """
+const AX_LEFT = %(left)s, AX_WIDTH = %(width)s, AX_TOP = %(top)s, AX_HEIGHT = %(height)s, TAIL = %(tail)s;
+const player = () => document.getElementById('compose-player');
+const ticked = (id, otherwise) => {
+  const box = document.querySelector('#' + id + ' input[type=checkbox]');
+  return box ? box.checked : otherwise;
+};
+let shown = null;
+function follow() {
+  const a = player(), link = document.querySelector('#compose-audio-file a[download]');
+  if (!a || !link || !link.href || link.href === shown) return;
+  shown = link.href;
+  a.loop = ticked('compose-loop', false);
+  a.src = link.href;
+  if (ticked('compose-autoplay', true)) a.play().catch(() => {});
 }
-function progress(root) {
-  for (const e of root.querySelectorAll('*')) {
-    if (e.shadowRoot) {
-      const c = e.shadowRoot.querySelector('[part~="cursor"]');
-      if (c && c.style.left) return parseFloat(c.style.left) / 100;
-    }
-  }
-  return null;
-}
-function frame() {
-  const box = document.getElementById('compose-roll');
+new MutationObserver(follow).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                      attributeFilter: ['href']});
+document.addEventListener('change', (e) => {
+  if (e.target.closest && e.target.closest('#compose-loop') && player()) player().loop = e.target.checked;
+});
+function draw() {
+  const a = player(), box = document.getElementById('compose-roll');
   const img = box && box.querySelector('img');
-  const player = document.getElementById('compose-audio');
-  const link = player && player.querySelector('a[download]');
-  if (box && img && img.naturalWidth) {
-    let line = document.getElementById('compose-playhead-line');
-    if (!line) { line = document.createElement('div'); line.id = 'compose-playhead-line'; box.appendChild(line); }
-    const r = img.getBoundingClientRect(), b = box.getBoundingClientRect();
-    const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
-    const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
-    const x0 = r.left - b.left + (r.width - w) / 2, y0 = r.top - b.top + (r.height - h) / 2;
-    const p = player ? progress(player) : null;
-    const total = link ? wavSeconds(link.href) : null;
-    if (p !== null && p > 0 && total) {
-      const t = Math.min(p * total / Math.max(total - TAIL, 0.001), 1);
-      line.style.display = 'block';
-      line.style.left = (x0 + w * (AX_LEFT + AX_WIDTH * t)) + 'px';
-      line.style.top = (y0 + h * AX_TOP) + 'px';
-      line.style.height = (h * AX_HEIGHT) + 'px';
-    } else { line.style.display = 'none'; }
-  }
-  requestAnimationFrame(frame);
+  if (!a || !img || !img.naturalWidth) return;
+  let line = document.getElementById('compose-playhead-line');
+  if (!line) { line = document.createElement('div'); line.id = 'compose-playhead-line'; box.appendChild(line); }
+  const music = Math.max((a.duration || 0) - TAIL, 0.001);
+  if (!a.duration || a.currentTime <= 0 || a.currentTime > music) { line.style.display = 'none'; return; }
+  const r = img.getBoundingClientRect(), b = box.getBoundingClientRect();
+  const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+  const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
+  const x0 = r.left - b.left + (r.width - w) / 2, y0 = r.top - b.top + (r.height - h) / 2;
+  line.style.display = 'block';
+  line.style.left = (x0 + w * (AX_LEFT + AX_WIDTH * a.currentTime / music)) + 'px';
+  line.style.top = (y0 + h * AX_TOP) + 'px';
+  line.style.height = (h * AX_HEIGHT) + 'px';
 }
-requestAnimationFrame(frame);
+// frames only while the audio plays; a pause or a seek draws once
+function frame() { draw(); const a = player(); if (a && !a.paused) requestAnimationFrame(frame); }
+for (const kind of ['play', 'pause', 'seeked', 'ended', 'emptied']) {
+  document.addEventListener(kind, (e) => { if (e.target === player()) requestAnimationFrame(frame); }, true);
+}
+follow();
 """
 
 
-def playhead_js() -> str:
+def player_js() -> str:
     from composer.render import audio, viz
-    return PLAYHEAD_JS % {"left": viz.AX_LEFT, "width": viz.AX_WIDTH, "top": viz.AX_TOP, "height": viz.AX_HEIGHT,
-                          "tail": audio.RELEASE_TAIL_S, "rate": audio.PREVIEW_RATE}
+    return PLAYER_JS % {"left": viz.AX_LEFT, "width": viz.AX_WIDTH, "top": viz.AX_TOP, "height": viz.AX_HEIGHT,
+                        "tail": audio.RELEASE_TAIL_S}
 
 
 def build(model_state: gr.State | None = None):
@@ -611,13 +687,14 @@ def build(model_state: gr.State | None = None):
                 raw = [gr.Slider(-3, 3, value=0, step=0.05, label=f"dim {i + 1}") for i in range(cfg.z_dim)]
         with gr.Column(scale=2, elem_id="compose-piece"):
             status = gr.Markdown()
-            roll = gr.Image(label="Piano roll", type="filepath", interactive=False, elem_id="compose-roll")
-            audio_out = gr.Audio(label="Audio", type="filepath", interactive=False, autoplay=True,
-                                 elem_id="compose-audio")
+            roll = gr.Image(label="Piano roll", show_label=False, type="filepath", interactive=False,
+                            elem_id="compose-roll")
+            gr.HTML(PLAYER_HTML, head=f"<style>{COMPOSE_CSS}</style>", js_on_load=player_js(), elem_id="compose-audio")
+            # the piece's audio file: what API clients receive, and where the player above takes it from
+            audio_out = gr.File(label="Audio", interactive=False, visible="hidden", elem_id="compose-audio-file")
             with gr.Row():
-                autoplay = gr.Checkbox(value=True, label="Play after every change")
-                loop = gr.Checkbox(value=False, label="Loop")
-            gr.HTML("", head=f"<style>{COMPOSE_CSS}</style>", js_on_load=playhead_js(), elem_id="compose-playhead")
+                gr.Checkbox(value=True, label="Play after every change", elem_id="compose-autoplay")
+                gr.Checkbox(value=False, label="Loop", elem_id="compose-loop")
             grid = gr.Dataframe(value=grid_table(comp, first, selected=(0, 0)), interactive=False,
                                 label="Voice × bar grid (click a cell to select it): [ ] selected, "
                                       "L locked, R re-rolled, · generated")
@@ -664,6 +741,7 @@ def build(model_state: gr.State | None = None):
     score = gr.HTML(label="Score")
 
     shown = [st, history, roll, audio_out, grid, status, folder, files, composed_midi]
+    moved = [st, history, roll, audio_out, status, folder, composed_midi]  # a slider's answer (_moved)
     live = dict(trigger_mode="always_last", show_progress="hidden")
 
     variations = gr.State([])
@@ -673,10 +751,6 @@ def build(model_state: gr.State | None = None):
     # `harmonize` took this place; compose_variations (a cell) stays public
     var_piece.click(in_session(variations_of_piece), [ms, st], [variations] + var_outputs,
                     api_visibility="private")
-    autoplay.change(lambda on: gr.update(autoplay=bool(on)), autoplay, audio_out, api_visibility="private",
-                    show_progress="hidden")
-    loop.change(lambda on: gr.update(loop=bool(on)), loop, audio_out, api_visibility="private",
-                show_progress="hidden")
     controls = [seed, n_bars, tempo, trunc] + instruments + [sel_bar] + style_s + chords_s + groove_s + melody_s \
         + [grid]
 
@@ -713,9 +787,9 @@ def build(model_state: gr.State | None = None):
     for level, sliders in (("style", style_s), ("chords", chords_s), ("groove", groove_s), ("melody", melody_s)):
         for i, s in enumerate(sliders):
             then_finish(s.input(in_session(_slider_handler(level, i)), [ms, s, sel_track, sel_bar, history, st],
-                                shown, api_visibility="private", **live), sync=False)
+                                moved, api_visibility="private", **live), sync=False)
     for s in raw:
-        then_finish(s.input(in_session(set_raw), [ms, raw_level, sel_track, sel_bar, history, st] + raw, shown,
+        then_finish(s.input(in_session(set_raw), [ms, raw_level, sel_track, sel_bar, history, st] + raw, moved,
                             api_visibility="private", **live), sync=False)
     for btn, kind, scope in ((rr_cell, "reroll", "cell"), (rr_track, "reroll", "track"), (rr_bar, "reroll", "bar"),
                              (rr_all, "reroll", "all"), (lk_cell, "lock", "cell"), (lk_track, "lock", "track"),
