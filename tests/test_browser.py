@@ -90,7 +90,7 @@ def test_the_piece_stays_in_view_and_the_playhead_follows_the_audio(width, heigh
                 assert 0 <= middle <= height, f"{sel} scrolled out of view ({box})"
             def playhead():
                 return page.evaluate("(() => { const l = document.getElementById('compose-playhead-line');"
-                                     " return l && l.style.display === 'block' ? parseFloat(l.style.left) : null })()")
+                                     " return l && l.style.display === 'block' ? l.getBoundingClientRect().left : null })()")
 
             def samples(n):
                 out = []

@@ -306,7 +306,7 @@ def test_the_score_and_downloads_are_made_for_the_newest_piece_only(monkeypatch)
     try:
         first = tab.new_piece(1, 4, 90, 0, [], None, *INSTRUMENTS)
         moved = tab._slider_handler("style", 0)(1.0, "Alto", "1", first[1], first[0])
-        st, folder = moved[0], moved[5]
+        st, folder = moved[0], moved[4]
         assert tab.finish(first[0], first[6]) == (gr.update(), gr.update())  # superseded: nothing made
         LocalContext.request.set(Visitor("b"))
         tab.new_piece(2, 4, 90, 0, [], None, *INSTRUMENTS)  # another visitor's piece

@@ -30,6 +30,7 @@ import math
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -889,9 +890,10 @@ def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
 SCORE_TIMEOUT_S = 20.0
 
 
-def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
+def finish_outputs(comp: Composer, st: ComposeState, folder: Path, stop: Callable[[], bool] | None = None):
     """The slow part: WAV download, MusicXML, score, latents JSON; returns (download list,
-    score html).
+    score html), or None when ``stop()`` says, after the WAV, that the score is no longer wanted
+    (the Compose tab: a newer piece is on its way).
 
     The WAV download is the piece at :data:`composer.render.audio.SAMPLE_RATE` (the live
     audio of :func:`render_state` is at the preview rate). The score is engraved from the
@@ -903,6 +905,8 @@ def finish_outputs(comp: Composer, st: ComposeState, folder: Path):
     latents = folder / f"{stem}.json"
     latents.write_text(st.to_json())
     audio.render_to_wav(pretty_midi.PrettyMIDI(str(files[0])), files[1])
+    if stop is not None and stop():
+        return None
     score = ""
     try:
         # in a worker process: music21 is pure Python for a second or more, and in this

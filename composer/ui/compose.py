@@ -6,6 +6,7 @@ path (generate + render + plot, :func:`render_state`) and then, chained, the slo
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -176,34 +177,59 @@ def _status(comp: Composer, st: ComposeState, note: str = "") -> str:
 
 
 class NewestPiece:
-    """Per session, the folder of the newest piece shown and when it was made (the newest
-    :data:`SESSIONS` sessions are kept). :func:`finish` asks it whether its piece is still
-    the newest one before and after its slow work."""
+    """Per session: the folder of the newest piece shown, when it was shown, and how many
+    pieces are being made right now (the newest :data:`SESSIONS` sessions are kept).
+
+    :func:`finish` asks it whether its piece is still the newest, waiting first for a piece
+    in the making: a slider move that is rendering will supersede it.
+    """
 
     SESSIONS = 10_000
 
     def __init__(self):
         self._made: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._making: dict[str, int] = {}
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def making(self, session: str | None):
+        """Around the render of a new piece of ``session``."""
+        if session is None:
+            yield
+            return
+        with self._cond:
+            self._making[session] = self._making.get(session, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                left = self._making.pop(session) - 1
+                if left:
+                    self._making[session] = left
+                self._cond.notify_all()
 
     def shown(self, session: str | None, folder: str | Path) -> None:
         if session is None:
             return
-        with self._lock:
+        with self._cond:
             self._made[session] = (str(folder), time.monotonic())
             self._made.move_to_end(session)
             while len(self._made) > self.SESSIONS:
                 self._made.popitem(last=False)
 
-    def superseded(self, session: str | None, folder: str | Path) -> bool:
-        """Whether this session has shown a newer piece than the one in ``folder``."""
-        with self._lock:
-            made = self._made.get(session) if session is not None else None
-        return made is not None and made[0] != str(folder)
+    def superseded(self, session: str | None, folder: str | Path, wait_s: float = 0.0) -> bool:
+        """Whether this session has a newer piece than the one in ``folder``, or is making
+        one; a piece in the making is waited for, up to ``wait_s`` seconds."""
+        if session is None:
+            return False
+        with self._cond:
+            self._cond.wait_for(lambda: not self._making.get(session), timeout=wait_s)
+            made = self._made.get(session)
+            return bool(self._making.get(session)) or (made is not None and made[0] != str(folder))
 
     def age(self, session: str | None) -> float:
         """Seconds since this session's newest piece was shown (infinity when unknown)."""
-        with self._lock:
+        with self._cond:
             made = self._made.get(session) if session is not None else None
         return time.monotonic() - made[1] if made else float("inf")
 
@@ -220,19 +246,23 @@ def _session() -> str | None:
 def _show(comp: Composer, st: ComposeState, history: list, note: str = ""):
     """An action's answer, in the order of the tab's ``shown``. The downloads are the MIDI for
     now (the live audio is its own output); :func:`finish` replaces them with the full set."""
-    png, wav, midi, folder = render_state(comp, st)
-    NEWEST.shown(_session(), folder)
+    session = _session()
+    with NEWEST.making(session):
+        png, wav, midi, folder = render_state(comp, st)
+        NEWEST.shown(session, folder)
     return (st, history, str(png), str(wav), grid_table(comp, st), _status(comp, st, note), str(folder),
             [str(midi)], str(midi))
 
 
 def _moved(comp: Composer, st: ComposeState, history: list):
-    """A slider's answer: the piece, its roll, audio and status. The grid's marks do not change
-    with a slider, and the downloads follow in :func:`finish`; leaving both out keeps the
-    answer small for the browser."""
-    png, wav, midi, folder = render_state(comp, st)
-    NEWEST.shown(_session(), folder)
-    return st, history, str(png), str(wav), _status(comp, st), str(folder), str(midi)
+    """A slider's answer: the piece, its roll and audio. A slider changes neither the grid's
+    marks nor the status line (seed, bars, tempo, locks), and the downloads follow in
+    :func:`finish`: leaving them out keeps the page's work per move small."""
+    session = _session()
+    with NEWEST.making(session):
+        png, wav, midi, folder = render_state(comp, st)
+        NEWEST.shown(session, folder)
+    return st, history, str(png), str(wav), str(folder), str(midi)
 
 
 def _push(history: list | None, st: ComposeState | None) -> list:
@@ -518,10 +548,12 @@ def harmonize(mode, path, text, history, st):
 
 
 #: The score and the downloads of a piece wait until it has been on screen this long, and are
-#: not made when the session shows a newer piece meanwhile (its own finish brings them).
-#: While a musician plays the sliders, nothing is engraved that nobody would read, and the
-#: next move's audio does not share the cores with a score.
-FINISH_QUIET_S = 0.5
+#: not made when the session has a newer piece by then, or one in the making (its own finish
+#: brings them). While a musician plays the sliders, nothing is engraved that nobody would
+#: read, and the next move's audio does not share the cores with a score.
+FINISH_QUIET_S = 1.0
+#: How long a finish waits for a piece in the making before it goes on with its own.
+FINISH_WAIT_S = 10.0
 
 
 @user_errors
@@ -532,13 +564,12 @@ def finish(st, folder):
     unchanged = gr.update(), gr.update()
     if st is None or not folder or NEWEST.superseded(session, folder):
         return unchanged
-    wait = FINISH_QUIET_S - NEWEST.age(session)
-    if wait > 0:
-        time.sleep(wait)
-        if NEWEST.superseded(session, folder):
-            return unchanged
-    out = finish_outputs(comp, st, Path(folder))
-    return unchanged if NEWEST.superseded(session, folder) else out
+    time.sleep(max(0.0, FINISH_QUIET_S - NEWEST.age(session)))
+    stale = functools.partial(NEWEST.superseded, session, folder, FINISH_WAIT_S)
+    if stale():
+        return unchanged
+    out = finish_outputs(comp, st, Path(folder), stop=stale)
+    return unchanged if out is None or stale() else out
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,7 +587,7 @@ COMPOSE_CSS = """
 #compose-roll { position: relative; }
 #compose-player { width: 100%; }
 #compose-playhead-line { position: absolute; width: 2px; background: #d62728; pointer-events: none;
-                         display: none; z-index: 5; }
+                         display: none; z-index: 5; will-change: transform; }
 """
 
 #: The Compose player. A native ``<audio>`` element plays the piece: it is playable as soon as
@@ -590,22 +621,37 @@ new MutationObserver(follow).observe(document.body, {subtree: true, childList: t
 document.addEventListener('change', (e) => {
   if (e.target.closest && e.target.closest('#compose-loop') && player()) player().loop = e.target.checked;
 });
+// The roll's geometry (where its axes are inside the box) is measured when the roll changes,
+// the window is resized, or a second has passed; a frame then only moves the line (a
+// transform, which needs no layout), so playing costs the page next to nothing.
+let geo = null;
+function measure(box, img, line) {
+  const r = img.getBoundingClientRect(), b = box.getBoundingClientRect();
+  const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+  const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
+  const x0 = r.left - b.left + (r.width - w) / 2, y0 = r.top - b.top + (r.height - h) / 2;
+  line.style.left = (x0 + w * AX_LEFT) + 'px';
+  line.style.top = (y0 + h * AX_TOP) + 'px';
+  line.style.height = (h * AX_HEIGHT) + 'px';
+  return {width: w * AX_WIDTH, at: performance.now()};
+}
+document.addEventListener('load', (e) => {
+  if (e.target.closest && e.target.closest('#compose-roll')) geo = null;
+}, true);
+window.addEventListener('resize', () => { geo = null; });
 function draw() {
   const a = player(), box = document.getElementById('compose-roll');
   const img = box && box.querySelector('img');
   if (!a || !img || !img.naturalWidth) return;
   let line = document.getElementById('compose-playhead-line');
-  if (!line) { line = document.createElement('div'); line.id = 'compose-playhead-line'; box.appendChild(line); }
+  if (!line) {
+    line = document.createElement('div'); line.id = 'compose-playhead-line'; box.appendChild(line); geo = null;
+  }
   const music = Math.max((a.duration || 0) - TAIL, 0.001);
   if (!a.duration || a.currentTime <= 0 || a.currentTime > music) { line.style.display = 'none'; return; }
-  const r = img.getBoundingClientRect(), b = box.getBoundingClientRect();
-  const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
-  const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
-  const x0 = r.left - b.left + (r.width - w) / 2, y0 = r.top - b.top + (r.height - h) / 2;
+  if (!geo || performance.now() - geo.at > 1000) geo = measure(box, img, line);
   line.style.display = 'block';
-  line.style.left = (x0 + w * (AX_LEFT + AX_WIDTH * a.currentTime / music)) + 'px';
-  line.style.top = (y0 + h * AX_TOP) + 'px';
-  line.style.height = (h * AX_HEIGHT) + 'px';
+  line.style.transform = 'translateX(' + (geo.width * a.currentTime / music) + 'px)';
 }
 // frames only while the audio plays; a pause or a seek draws once
 function frame() { draw(); const a = player(); if (a && !a.paused) requestAnimationFrame(frame); }
@@ -741,7 +787,7 @@ def build(model_state: gr.State | None = None):
     score = gr.HTML(label="Score")
 
     shown = [st, history, roll, audio_out, grid, status, folder, files, composed_midi]
-    moved = [st, history, roll, audio_out, status, folder, composed_midi]  # a slider's answer (_moved)
+    moved = [st, history, roll, audio_out, folder, composed_midi]  # a slider's answer (_moved)
     live = dict(trigger_mode="always_last", show_progress="hidden")
 
     variations = gr.State([])
