@@ -155,3 +155,16 @@ def test_a_phrase_split_among_idle_synths_sounds_as_one(monkeypatch, example_mid
     corr = (whole * split).sum() / np.sqrt((whole ** 2).sum() * (split ** 2).sum())
     assert corr > 0.95
     assert abs(np.sqrt((split ** 2).mean()) / np.sqrt((whole ** 2).mean()) - 1) < 0.05
+
+
+@pytest.mark.parametrize("runnable, spare", [(1, True), (3, True), (4, False), (40, False)])
+def test_a_phrase_is_split_only_while_no_more_tasks_want_a_core_than_there_are(monkeypatch, runnable, spare):
+    """On 2 cores: this render plus two other runnable tasks leave room; a third does not."""
+    import builtins
+    import io
+    real_open = builtins.open
+    fake = f"2.50 1.90 1.20 {runnable}/345 12345\n"
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(fake) if str(path) == "/proc/loadavg"
+                        else real_open(path, *a, **k))
+    monkeypatch.setattr(audio.os, "cpu_count", lambda: 2)
+    assert audio._spare_core() is spare

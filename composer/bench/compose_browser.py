@@ -53,7 +53,15 @@ window.__compose.readySrc = player.currentSrc;
 """
 
 
-def bench(n: int = 20, bars: int = 4) -> dict:
+def bench(n: int = 20) -> dict:
+    """The figures for a 4-bar piece (``compose_browser_*``) and a 16-bar one
+    (``compose_browser_16bars_*``), each over ``n`` slider moves in a fresh app."""
+    out = moves(n, bars=4)
+    out.update(moves(n, bars=16))
+    return out
+
+
+def moves(n: int = 20, bars: int = 4) -> dict:
     """Median and p95 over ``n`` slider moves on a ``bars``-bar piece."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     app = PACKAGE_PARENT / "app.py"

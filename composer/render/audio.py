@@ -335,11 +335,26 @@ def _split(events: list[_Event], programs: dict[int, tuple[int, int]], k: int):
 
 
 def _spare_core() -> bool:
-    """Whether a core is idle (by the load average). A phrase is split among synths only
-    then: on a busy machine the parts would queue for the same cores, and each synth adds
-    its own reverb to compute."""
+    """Whether the machine has room for a second synth now. Other visitors' renders are
+    already counted by the lane (a synth they use is not free to split with); this looks
+    at everything else.
+
+    On Linux: the tasks runnable at this instant (``/proc/loadavg``'s fourth field, this
+    thread included) are at most one more than the cores, that is, besides this render no
+    more tasks want a core than there are cores (a roll being drawn, a browser playing the
+    last phrase, a niced score worker or trainer leave room). The one-minute load average
+    would be a minute late: it still counts the renders of a musician's last moves while the
+    machine waits idle for the next one (measured in the browser, a 16-bar move: median 0.77 s
+    with this rule, 0.93 s with the load average). Elsewhere: the load average.
+    """
+    cores = os.cpu_count() or 1
     try:
-        return os.getloadavg()[0] + 1 <= (os.cpu_count() or 1)
+        with open("/proc/loadavg") as f:
+            return int(f.read().split()[3].split("/")[0]) <= cores + 1
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.getloadavg()[0] + 1 <= cores
     except (AttributeError, OSError):  # no load average on this system
         return False
 
