@@ -145,6 +145,7 @@ def test_a_phrase_split_among_idle_synths_sounds_as_one(monkeypatch, example_mid
     monkeypatch.setattr(audio, "LANE_SYNTHS", {"short": 2, "long": 1})
     monkeypatch.setattr(audio, "_lanes", {})
     monkeypatch.setattr(audio, "_spare_core", lambda: True)
+    monkeypatch.setattr(audio, "SPLIT_MIN_S", 0.0)
     lane = audio._lane(audio.SAMPLE_RATE, None, "short")
     taken = []
     real_take = lane.take
@@ -157,14 +158,35 @@ def test_a_phrase_split_among_idle_synths_sounds_as_one(monkeypatch, example_mid
     assert abs(np.sqrt((split ** 2).mean()) / np.sqrt((whole ** 2).mean()) - 1) < 0.05
 
 
-@pytest.mark.parametrize("runnable, spare", [(1, True), (3, True), (4, False), (40, False)])
-def test_a_phrase_is_split_only_while_no_more_tasks_want_a_core_than_there_are(monkeypatch, runnable, spare):
-    """On 2 cores: this render plus two other runnable tasks leave room; a third does not."""
+@pytest.mark.parametrize("runnable, load, spare", [(1, 0.5, True), (3, 2.5, True), (4, 2.5, False),
+                                                   (40, 0.5, False), (2, 3.5, False)])
+def test_a_phrase_is_split_only_while_the_machine_has_room(monkeypatch, runnable, load, spare):
+    """On 2 cores: this render plus two other runnable tasks leave room, a third does not; nor
+    does a minute of load over 3 (many visitors: every synth is better left to one of them)."""
     import builtins
     import io
     real_open = builtins.open
-    fake = f"2.50 1.90 1.20 {runnable}/345 12345\n"
+    fake = f"{load:.2f} 1.90 1.20 {runnable}/345 12345\n"
     monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(fake) if str(path) == "/proc/loadavg"
                         else real_open(path, *a, **k))
     monkeypatch.setattr(audio.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(audio.os, "getloadavg", lambda: (load, 1.9, 1.2))
     assert audio._spare_core() is spare
+
+
+def test_a_short_phrase_keeps_to_one_synth_even_on_an_idle_machine(monkeypatch):
+    """A 4-bar phrase is not worth a second synth (another visitor may want it)."""
+    pm = pretty_midi.PrettyMIDI()
+    for program, pitch in ((40, 72), (42, 48)):
+        inst = pretty_midi.Instrument(program)
+        inst.notes = [pretty_midi.Note(80, pitch + i % 5, i * 0.5, i * 0.5 + 0.45) for i in range(20)]
+        pm.instruments.append(inst)
+    monkeypatch.setattr(audio, "LANE_SYNTHS", {"short": 2, "long": 1})
+    monkeypatch.setattr(audio, "_lanes", {})
+    monkeypatch.setattr(audio, "_spare_core", lambda: True)
+    lane = audio._lane(audio.PREVIEW_RATE, None, "short")
+    asked = []
+    real_take = lane.take
+    monkeypatch.setattr(lane, "take", lambda most: asked.append(most) or real_take(most))
+    audio.render(pm, audio.PREVIEW_RATE)
+    assert asked == [1]

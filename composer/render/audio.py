@@ -334,42 +334,58 @@ def _split(events: list[_Event], programs: dict[int, tuple[int, int]], k: int):
             for g in groups if g]
 
 
+#: Music shorter than this (seconds, with its tail) renders on one synth: split, a 4-bar
+#: phrase (~12 s) would gain ~40 ms and cost a second synth and its reverb, which another
+#: visitor may be waiting for; a 16-bar piece (~45 s) gains ~200 ms.
+SPLIT_MIN_S = 20.0
+
+
 def _spare_core() -> bool:
     """Whether the machine has room for a second synth now. Other visitors' renders are
     already counted by the lane (a synth they use is not free to split with); this looks
-    at everything else.
+    at the machine.
 
-    On Linux: the tasks runnable at this instant (``/proc/loadavg``'s fourth field, this
-    thread included) are at most one more than the cores, that is, besides this render no
-    more tasks want a core than there are cores (a roll being drawn, a browser playing the
-    last phrase, a niced score worker or trainer leave room). The one-minute load average
-    would be a minute late: it still counts the renders of a musician's last moves while the
-    machine waits idle for the next one (measured in the browser, a 16-bar move: median 0.77 s
-    with this rule, 0.93 s with the load average). Elsewhere: the load average.
+    Two conditions, on Linux:
+
+    * now: the tasks runnable at this instant (``/proc/loadavg``'s fourth field, this thread
+      included) are at most one more than the cores: besides this render no more tasks want
+      a core than there are cores (a roll being drawn, a browser playing the last phrase, a
+      niced score worker or trainer leave room). The one-minute load average alone would be
+      a minute late: it still counts the renders of a musician's last moves while the
+      machine waits idle for the next one (a 16-bar move in the browser: median 0.77 s with
+      this test, 0.93 s with the load average alone);
+    * lately: the one-minute load average is below the cores plus one: under many visitors a
+      split takes every synth of the lane, the next visitor waits for one, and each part
+      computes its own reverb (``bench --only load``, 20 visitors on 2 cores, 4-bar pieces
+      split by the first test alone: p95 2.5 s against 1.2 s without splits).
+
+    Elsewhere: the load average alone.
     """
     cores = os.cpu_count() or 1
     try:
-        with open("/proc/loadavg") as f:
-            return int(f.read().split()[3].split("/")[0]) <= cores + 1
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.getloadavg()[0] + 1 <= cores
+        lately = os.getloadavg()[0] < cores + 1
     except (AttributeError, OSError):  # no load average on this system
         return False
+    try:
+        with open("/proc/loadavg") as f:
+            return lately and int(f.read().split()[3].split("/")[0]) <= cores + 1
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] + 1 <= cores
 
 
 def render(pm: pretty_midi.PrettyMIDI, sample_rate: int = SAMPLE_RATE, tail: float = RELEASE_TAIL_S) -> np.ndarray:
     """Render with the shared synths: int16 stereo ``(frames, 2)``.
 
-    Music longer than :data:`LONG_RENDER_S` goes to the long lane. On the short lane, the
-    tracks are shared among the synths that are free (one when the server is busy).
+    Music longer than :data:`LONG_RENDER_S` goes to the long lane. On the short lane, music
+    longer than :data:`SPLIT_MIN_S` has its tracks shared among the synths that are free
+    when the machine has room (:func:`_spare_core`).
     """
     global _helpers
     lane = _lane(sample_rate, None, "long" if pm.get_end_time() > LONG_RENDER_S else "short")
     events, programs = midi_events(pm)
     frames = lane.renderers[0].frames(events, tail)
-    got = lane.take(len({e.channel for e in events}) if _spare_core() else 1)
+    split = frames > SPLIT_MIN_S * sample_rate and _spare_core()
+    got = lane.take(len({e.channel for e in events}) if split else 1)
     try:
         if len(got) == 1:
             return to_int16(got[0].play(events, programs, frames))
