@@ -231,3 +231,27 @@ def test_a_trainer_orphaned_by_kill_9_is_found_and_stays_its_owners(tmp_path):
         if app.poll() is None:
             os.kill(app.pid, signal.SIGKILL)
             app.wait(30)
+
+
+def test_gradio_forgets_what_it_served_once_it_is_as_old_as_the_output_folders(monkeypatch):
+    """Every answer is copied into Gradio's cache; the app has Gradio delete those copies once
+    they are as old as its own output folders may be, so a busy Space's disk does not fill."""
+    from gradio_client import Client
+
+    from composer.ui import app as ui_app
+    monkeypatch.setattr(ui_app, "CACHE_SWEEP_S", 1)
+    monkeypatch.setattr(ui_app, "OUTPUT_MAX_AGE_S", 2)
+    demo = ui_app.queue(ui_app.build_app())
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        out = Client(demo.local_url, verbose=False, download_files=False).predict(*COMPOSE_ARGS,
+                                                                                 api_name="/compose_new")
+        roll = out[0]
+        served = Path(roll["path"] if isinstance(roll, dict) else roll.path)
+        assert served.exists() and served.suffix == ".png"
+        deadline = time.monotonic() + 30
+        while served.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not served.exists(), "Gradio's copy of the roll is still there"
+    finally:
+        demo.close()

@@ -9,12 +9,19 @@ import gradio as gr
 
 from composer import sandbox
 from composer.device import use_interactive_threads
+from composer.render.outputs import OUTPUT_MAX_AGE_S
 from composer.ui import compose, continue_tab, folk, gpu, player, train, transfer
 from composer.ui.jobs import MAX_UPLOAD_BYTES
 
 #: How many events of one kind run at once (Gradio's queue). Measured with
 #: ``python -m composer bench --only load`` (20 visitors composing on 2 cores): see bench/load.py.
 CONCURRENCY = int(os.environ.get("COMPOSER_CONCURRENCY", 2))
+
+#: Every this many seconds Gradio deletes its copies of what the app served (rolls, audio,
+#: downloads) once they are as old as the app's own output folders may be
+#: (composer.render.outputs.OUTPUT_MAX_AGE_S): without it every slider move left ~1 MB in
+#: Gradio's cache for good (11 GB on this machine after a few days of tests and benches).
+CACHE_SWEEP_S = 600
 
 TITLE = "Composer"
 INTRO = ("# Composer\nA music studio for small generative models, running on this machine "
@@ -27,7 +34,7 @@ def build_app() -> gr.Blocks:
     # start a worker for untrusted input (scores, ABC) now, so the first visitor does not wait for it
     threading.Thread(target=sandbox.pool().warm, daemon=True, name="sandbox-warm").start()
     gpu.install()  # ZeroGPU: the other tabs' model calls run in the GPU slot (a no-op elsewhere)
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=(CACHE_SWEEP_S, int(OUTPUT_MAX_AGE_S))) as demo:
         gr.Markdown(INTRO)
         # per visitor: an owner token kept in the browser (a reload keeps it; it owns training
         # runs) and the Compose model of this session (Train's "Use in Compose" changes it)
