@@ -1,8 +1,10 @@
 """Compose tab: MuseGAN latents as sliders per piece, bar, track and cell; piano roll and audio live.
 
 Handlers are thin: :mod:`composer.api.compose` does the music. A slider's release runs the fast
-path (generate + render + plot, :func:`render_state`) and then, chained, the slow part
-(score and MusicXML), so moving a slider answers quickly.
+path (generate + render + plot, :func:`render_state`) and answers with the roll and the audio
+only; then, chained, :func:`finish` makes the slow part (score, downloads) once the piece has
+been on screen :data:`FINISH_QUIET_S`, unless a newer piece replaced it meanwhile. The page
+plays the audio through a native ``<audio>`` (:data:`PLAYER_JS`).
 """
 from __future__ import annotations
 
