@@ -109,3 +109,44 @@ def test_the_piece_stays_in_view_and_the_playhead_follows_the_audio(width, heigh
             browser.close()
     finally:
         demo.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it)")
+def test_after_a_run_of_quick_moves_the_downloads_are_the_piece_that_plays():
+    """Moves made faster than the score can follow skip the superseded scores, and the last
+    move still gets its own: the latents JSON offered for download is the piece on screen."""
+    from playwright.sync_api import sync_playwright
+
+    from composer.api.compose import ComposeState, cached_composer
+    from composer.ui.app import build_app
+    demo = build_app()
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(demo.local_url)
+            page.wait_for_selector("a[href$='.json']", state="attached", timeout=60_000)
+            slider = page.get_by_label("range slider for", exact=False).nth(3)  # the first Style slider
+            first = page.locator("a[href$='.json']").first.get_attribute("href")
+            for _ in range(5):
+                slider.focus()
+                slider.press("ArrowRight")
+                time.sleep(0.4)
+            value = float(slider.input_value())
+            assert value == pytest.approx(0.5)
+            deadline = time.time() + 60
+            latents = None
+            while time.time() < deadline:
+                href = page.locator("a[href$='.json']").first.get_attribute("href")
+                if href != first:
+                    st = ComposeState.from_json(page.request.get(href).text())
+                    latents = cached_composer(None).direction_value(st, "style", 0)
+                    if latents == pytest.approx(value, abs=0.01):
+                        break
+                time.sleep(0.5)
+            assert latents == pytest.approx(value, abs=0.01), f"downloads show style {latents}, the slider {value}"
+            browser.close()
+    finally:
+        demo.close()

@@ -805,11 +805,13 @@ def build(model_state: gr.State | None = None):
     def then_finish(event, sync: bool = True):
         """After an action: the slow outputs (score, downloads) and, unless the action was a
         slider move (which shows its own value), every control set to the new piece."""
+        # "always_last": a then-event is dropped while the same one is pending ("once", Gradio's
+        # default), and a finish waits for the next piece: the last move's finish must run
         if sync:
             event.then(in_session(sync_controls), [ms, sel_track, sel_bar, st], controls, show_progress="hidden",
-                       api_visibility="private")
+                       api_visibility="private", trigger_mode="always_last")
         return event.then(in_session(finish), [ms, st, folder], [files, score], show_progress="hidden",
-                          api_visibility="private")
+                          api_visibility="private", trigger_mode="always_last")
 
     then_finish(new_btn.click(in_session(new_piece), [ms, seed, n_bars, tempo, trunc, history, st] + instruments, shown,
                               api_name="compose_new"))
