@@ -21,9 +21,8 @@ import gradio as gr
 import numpy as np
 
 from composer.api import compose as compose_api
-from composer.api.compose import FEATURE_WORDS, FEATURES, Composer, ComposeState, load_composer
+from composer.api.compose import FEATURE_WORDS, FEATURES, Composer, ComposeState
 from composer.errors import CheckpointError, ComposerError
-from composer.render.outputs import new_output_dir
 from composer.ui.common import GM_CHOICES, choice_program, program_choice, user_errors
 from composer.ui import gpu as gpu_calls
 
