@@ -654,10 +654,21 @@ function draw() {
   line.style.display = 'block';
   line.style.transform = 'translateX(' + (geo.width * a.currentTime / music) + 'px)';
 }
-// frames only while the audio plays; a pause or a seek draws once
-function frame() { draw(); const a = player(); if (a && !a.paused) requestAnimationFrame(frame); }
+// frames only while the audio plays, one chain of them at a time (a loop's wrap is a seek
+// during play); a pause or a seek draws once
+let running = false;
+function frame() {
+  draw();
+  const a = player();
+  if (a && !a.paused) requestAnimationFrame(frame); else running = false;
+}
 for (const kind of ['play', 'pause', 'seeked', 'ended', 'emptied']) {
-  document.addEventListener(kind, (e) => { if (e.target === player()) requestAnimationFrame(frame); }, true);
+  document.addEventListener(kind, (e) => {
+    if (e.target !== player()) return;
+    if (running) { draw(); return; }
+    running = true;
+    requestAnimationFrame(frame);
+  }, true);
 }
 follow();
 """
