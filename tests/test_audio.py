@@ -137,25 +137,81 @@ def test_a_long_render_does_not_hold_up_a_short_one():
     t.join()
 
 
-def test_a_phrase_split_among_idle_synths_sounds_as_one(monkeypatch, example_midi):
-    """The short lane shares a phrase's tracks among idle synths and adds their outputs:
-    the mix is the same music (only the reverb's slow modulation may differ in phase)."""
-    pm = pretty_midi.PrettyMIDI(str(example_midi))
-    whole = audio.get_renderer().render(pm).astype(np.float64)
+def _two_synths(monkeypatch, sample_rate, dry=False):
+    """A fresh short lane of two synths (without reverb and chorus when ``dry``), the machine
+    said to have room."""
     monkeypatch.setattr(audio, "LANE_SYNTHS", {"short": 2, "long": 1})
     monkeypatch.setattr(audio, "_lanes", {})
     monkeypatch.setattr(audio, "_spare_core", lambda: True)
-    monkeypatch.setattr(audio, "SPLIT_MIN_S", 0.0)
-    lane = audio._lane(audio.SAMPLE_RATE, None, "short")
+    lane = audio._lane(sample_rate, None, "short")
+    for r in lane.renderers if dry else ():
+        r._synth.setting("synth.reverb.active", 0)
+        r._synth.setting("synth.chorus.active", 0)
+        r.render(_one_note())  # a synth's first render after the change still differs (measured)
+    return lane
+
+
+def _one_note() -> pretty_midi.PrettyMIDI:
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes = [pretty_midi.Note(90, 60, 0.0, 0.5)]
+    pm.instruments.append(inst)
+    return pm
+
+
+def _taking(monkeypatch, lane):
+    """Record how many synths each render of ``lane`` takes."""
     taken = []
     real_take = lane.take
-    monkeypatch.setattr(lane, "take", lambda most: taken.append(real_take(most)) or taken[-1])
+
+    def take(most):
+        got = real_take(most)
+        taken.append(len(got))
+        return got
+    monkeypatch.setattr(lane, "take", take)
+    return taken
+
+
+def test_a_phrase_cut_among_idle_synths_sounds_as_one(monkeypatch, example_midi):
+    """The short lane cuts a phrase into spans of time for idle synths and adds their outputs:
+    the mix is the same music (only the reverb's slow modulation may differ in phase)."""
+    pm = pretty_midi.PrettyMIDI(str(example_midi))
+    whole = audio.get_renderer().render(pm).astype(np.float64)
+    lane = _two_synths(monkeypatch, audio.SAMPLE_RATE)
+    taken = _taking(monkeypatch, lane)
+    monkeypatch.setattr(audio, "SPLIT_MIN_S", pm.get_end_time() / 4)
     split = audio.render(pm).astype(np.float64)
-    assert len(taken[0]) == 2  # both synths played a part
+    assert taken == [2]  # both synths played a span
     assert split.shape == whole.shape
     corr = (whole * split).sum() / np.sqrt((whole ** 2).sum() * (split ** 2).sum())
     assert corr > 0.95
     assert abs(np.sqrt((split ** 2).mean()) / np.sqrt((whole ** 2).mean()) - 1) < 0.05
+
+
+def test_notes_held_over_a_cut_sound_to_their_end_on_time(monkeypatch):
+    """Without reverb and chorus (which differ in the phase of their modulation) the spans add
+    up to the whole sample for sample: a chord held over the cut is not cut short, notes after
+    it start on the same sample, and a controller set before the cut still holds after it."""
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(48)  # strings: a long release
+    inst.control_changes = [pretty_midi.ControlChange(7, 70, 0.0)]
+    inst.notes = [pretty_midi.Note(90, p, 0.1, 7.9) for p in (48, 55, 64)]  # held over the cut
+    inst.notes += [pretty_midi.Note(80, 67 + i % 5, 0.25 + 0.37 * i, 0.6 + 0.37 * i) for i in range(20)]
+    pm.instruments.append(inst)
+    sr = audio.PREVIEW_RATE
+    events, _ = audio.midi_events(pm)
+    spans = audio._time_split(events, 2, sr)
+    assert [cut for cut, _ in spans] == [0, int(7.9 * sr) // 2 // 64 * 64]  # the middle, on a block
+    assert [sum(e.kind == "on" for e in span) for _, span in spans] == [13, 10]
+    assert all(any(e.kind == "cc" for e in span) for _, span in spans)
+    lane = _two_synths(monkeypatch, sr, dry=True)
+    taken = _taking(monkeypatch, lane)
+    whole = audio.render(pm, sr).astype(np.int32)  # 9.5 s: one synth
+    monkeypatch.setattr(audio, "SPLIT_MIN_S", 4.0)
+    split = audio.render(pm, sr).astype(np.int32)
+    assert taken == [1, 2]
+    assert whole.shape == split.shape
+    assert np.abs(whole - split).max() <= 2  # float sums in another order round differently
 
 
 @pytest.mark.parametrize("runnable, load, spare", [(1, 0.5, True), (3, 2.5, True), (4, 2.5, False),
@@ -174,19 +230,55 @@ def test_a_phrase_is_split_only_while_the_machine_has_room(monkeypatch, runnable
     assert audio._spare_core() is spare
 
 
-def test_a_short_phrase_keeps_to_one_synth_even_on_an_idle_machine(monkeypatch):
-    """A 4-bar phrase is not worth a second synth (another visitor may want it)."""
+def test_a_pedal_held_over_a_cut_holds_both_spans_notes_until_let_go(monkeypatch):
+    """Each span carries the piece's controls: a sustain pedal pressed in the first span and let
+    go in the second holds the first span's notes until it is let go (not longer), and the
+    second span's notes from their start, as in the whole; controls after the music (a file
+    ending on controllers) cost nothing once the synth is silent."""
     pm = pretty_midi.PrettyMIDI()
-    for program, pitch in ((40, 72), (42, 48)):
-        inst = pretty_midi.Instrument(program)
-        inst.notes = [pretty_midi.Note(80, pitch + i % 5, i * 0.5, i * 0.5 + 0.45) for i in range(20)]
-        pm.instruments.append(inst)
-    monkeypatch.setattr(audio, "LANE_SYNTHS", {"short": 2, "long": 1})
-    monkeypatch.setattr(audio, "_lanes", {})
-    monkeypatch.setattr(audio, "_spare_core", lambda: True)
-    lane = audio._lane(audio.PREVIEW_RATE, None, "short")
-    asked = []
-    real_take = lane.take
-    monkeypatch.setattr(lane, "take", lambda most: asked.append(most) or real_take(most))
-    audio.render(pm, audio.PREVIEW_RATE)
-    assert asked == [1]
+    inst = pretty_midi.Instrument(0)  # piano: decays while the pedal holds it
+    inst.control_changes = [pretty_midi.ControlChange(64, 127, 0.5), pretty_midi.ControlChange(64, 0, 6.0),
+                            pretty_midi.ControlChange(7, 100, 30.0)]
+    inst.notes = [pretty_midi.Note(90, 48 + 4 * i, 1.0 + 0.3 * i, 1.2 + 0.3 * i) for i in range(8)]
+    inst.notes += [pretty_midi.Note(90, p, 5.0, 5.2) for p in (79, 83, 86)]  # keys not struck before
+    inst.notes += [pretty_midi.Note(70, 60, 7.0, 8.0)]
+    pm.instruments.append(inst)
+    sr = audio.PREVIEW_RATE
+    events, _ = audio.midi_events(pm)
+    (_, first), (cut, second) = audio._time_split(events, 2, sr)
+    assert [sum(e.kind == "on" for e in span) for span in (first, second)] == [8, 4]
+    assert cut / sr < 5.0
+    lane = _two_synths(monkeypatch, sr, dry=True)
+    taken = _taking(monkeypatch, lane)
+    monkeypatch.setattr(audio, "SPLIT_MIN_S", 100.0)
+    whole = audio.render(pm, sr).astype(np.float64)
+    monkeypatch.setattr(audio, "SPLIT_MIN_S", 1.0)
+    split = audio.render(pm, sr).astype(np.float64)
+    assert taken == [1, 2]
+    assert whole.shape == split.shape == (int(np.ceil((30.0 + audio.RELEASE_TAIL_S) * sr)), 2)
+
+    def rms(x, t0, t1):
+        return np.sqrt((x[int(t0 * sr):int(t1 * sr)] ** 2).mean())
+    held_first, held_chord, let_go = (4.1, 4.9), (5.3, 5.9), (6.4, 6.9)
+    assert rms(whole, *held_first) > 100 and rms(whole, *held_chord) > 100  # the pedal holds them
+    assert rms(whole, *let_go) < 0.1 * rms(whole, *held_chord)  # and lets them go
+    for t0, t1 in (held_first, held_chord, let_go):
+        assert abs(rms(split, t0, t1) / rms(whole, t0, t1) - 1) < 0.02
+    assert not whole[int(12 * sr):].any() and not split[int(12 * sr):].any()
+
+
+def test_a_short_phrase_keeps_to_one_synth_even_on_an_idle_machine(monkeypatch):
+    """A 2-bar phrase (~7 s with its tail) is not worth a second synth: a span would be mostly
+    its release and reverb, and another visitor may want the synth; 4 bars (~12 s) take two."""
+    def phrase(seconds):
+        pm = pretty_midi.PrettyMIDI()
+        for program, pitch in ((40, 72), (42, 48)):
+            inst = pretty_midi.Instrument(program)
+            inst.notes = [pretty_midi.Note(80, pitch + i % 5, i * 0.5, i * 0.5 + 0.45) for i in range(int(seconds * 2))]
+            pm.instruments.append(inst)
+        return pm
+    lane = _two_synths(monkeypatch, audio.PREVIEW_RATE)
+    taken = _taking(monkeypatch, lane)
+    audio.render(phrase(5.3), audio.PREVIEW_RATE)
+    audio.render(phrase(10.7), audio.PREVIEW_RATE)
+    assert taken == [1, 2]

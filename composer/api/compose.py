@@ -904,7 +904,8 @@ def finish_outputs(comp: Composer, st: ComposeState, folder: Path, stop: Callabl
     files = [folder / f"{stem}.mid", folder / f"{stem}.wav"]
     latents = folder / f"{stem}.json"
     latents.write_text(st.to_json())
-    audio.render_to_wav(pretty_midi.PrettyMIDI(str(files[0])), files[1])
+    # on one synth: the next phrase may be rendering (or about to) on the other core
+    audio.render_to_wav(pretty_midi.PrettyMIDI(str(files[0])), files[1], split=False)
     if stop is not None and stop():
         return None
     score = ""

@@ -13,13 +13,14 @@ Why it looks like this (docs/ARCHITECTURE.md):
   rounded to int16 once.
 * Live editing renders often: Compose plays at :data:`PREVIEW_RATE` (a 4-bar phrase is
   ~70 ms of CPU on this project's 2-core machine); a short lane of several synths lets
-  visitors render side by side and splits one phrase over idle synths; a long lane keeps
-  long pieces out of its way.
+  visitors render side by side and cuts one phrase into spans of time for idle synths; a
+  long lane keeps long pieces out of its way.
 * The gain is fixed. Per-clip peak normalisation would make a quiet passage as loud as a
   tutti; Gradio normalises float audio by its peak, so we hand it int16.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import ctypes
 import io
@@ -116,6 +117,7 @@ class _Event:
     channel: int
     a: int
     b: int = 0
+    note: int = -1  # for "on" and "off": which note of the piece (a split keeps a note's pair together)
 
 
 def midi_events(pm: pretty_midi.PrettyMIDI) -> tuple[list[_Event], dict[int, tuple[int, int]]]:
@@ -139,8 +141,8 @@ def midi_events(pm: pretty_midi.PrettyMIDI) -> tuple[list[_Event], dict[int, tup
         for n in inst.notes:
             if n.end <= n.start:
                 continue
-            events.append(_Event(n.start, 2, "on", ch, n.pitch, n.velocity))
-            events.append(_Event(n.end, 0, "off", ch, n.pitch))
+            events.append(_Event(n.start, 2, "on", ch, n.pitch, n.velocity, note=len(events)))
+            events.append(_Event(n.end, 0, "off", ch, n.pitch, note=len(events) - 1))
         for cc in inst.control_changes:
             events.append(_Event(cc.time, 1, "cc", ch, cc.number, cc.value))
         for pb in inst.pitch_bends:
@@ -186,18 +188,25 @@ class Renderer:
         # ctypes lets go of the GIL for the call: other threads (the roll, another synth) run meanwhile
         self._write_float(self._synth.synth, n, ptr, 0, 2, ptr, 1, 2)
 
-    def play(self, events: list[_Event], programs: dict[int, tuple[int, int]], frames: int) -> np.ndarray:
-        """Synthesise ``events`` on their channels into a float32 ``(frames, 2)`` buffer.
+    def play(self, events: list[_Event], programs: dict[int, tuple[int, int]], frames: int,
+             start: int = 0) -> np.ndarray:
+        """Synthesise ``events`` on their channels into a float32 ``(frames - start, 2)`` buffer.
+
+        ``frames`` is the piece's length; the buffer starts at its frame ``start`` (a
+        multiple of FluidSynth's 64-frame block), and events before it (a part of a split
+        piece: the channel's controls so far) are played before the first frame.
 
         After the last event the synth runs in blocks only until its voices are over and a
         block stays below half a 16-bit step (the reverb has died away): the rest of the
         release tail is silence without being computed.
         """
+        if start % _BLOCK:
+            raise ValueError(f"start must be a multiple of {_BLOCK} frames")
         # FluidSynth computes in blocks of 64 frames and keeps its place in the block from one
         # call to the next: every render writes whole blocks, so that the next one starts on a
         # block boundary and its notes start on the same samples every time
-        padded = -(-frames // _BLOCK) * _BLOCK
-        buf = np.zeros((padded, 2), dtype=np.float32)
+        length = max(0, frames - start)
+        buf = np.zeros((-(-length // _BLOCK) * _BLOCK, 2), dtype=np.float32)
         sr = self.sample_rate
         with self._lock:
             synth = self._synth
@@ -209,8 +218,17 @@ class Renderer:
                         raise AudioError(f"the soundfont {self.soundfont.name} has no preset for "
                                          f"bank {bank} program {prog} or 0")
             pos = 0
-            for ev in events:
-                frame = min(int(ev.time * sr), frames)
+            # past the last note only controls are left: they cannot sound by themselves, so
+            # the synth rings out toward them and stops once it is silent (a piece's span
+            # carries every control of the piece, a file may end on controllers)
+            last_note = max((i for i, e in enumerate(events) if e.kind in ("on", "off")), default=-1)
+            for i, ev in enumerate(events):
+                # the frame in the piece, then in this buffer: the same rounding split or whole
+                frame = max(0, min(int(ev.time * sr), frames) - start)
+                if i > last_note:
+                    pos, silent = self._ring_out(buf, pos, frame)
+                    if silent:
+                        break
                 self._write(buf, pos, frame - pos)
                 pos = max(pos, frame)
                 if ev.kind == "on":
@@ -221,15 +239,22 @@ class Renderer:
                     synth.cc(ev.channel, ev.a, ev.b)
                 else:
                     synth.pitch_bend(ev.channel, ev.a - 8192)
-            while pos < frames:
-                n = min(_TAIL_BLOCK, frames - pos)
-                self._write(buf, pos, n)
-                pos += n
-                if synth.get_active_voice_count() == 0 and np.abs(buf[pos - n:pos]).max() < _SILENT:
-                    break
+            else:
+                pos, _ = self._ring_out(buf, pos, length)
             self._write(buf, pos, -pos % _BLOCK)
             synth.system_reset()
-        return buf[:frames]
+        return buf[:length]
+
+    def _ring_out(self, buf: np.ndarray, pos: int, until: int) -> tuple[int, bool]:
+        """Synthesise from ``pos`` toward ``until`` in blocks, stopping once no voice sounds
+        and a block is below half a 16-bit step; returns (the new position, whether silent)."""
+        while pos < until:
+            n = min(_TAIL_BLOCK, until - pos)
+            self._write(buf, pos, n)
+            pos += n
+            if self._synth.get_active_voice_count() == 0 and np.abs(buf[pos - n:pos]).max() < _SILENT:
+                return pos, True
+        return pos, False
 
     def frames(self, events: list[_Event], tail: float) -> int:
         """Length in frames of music made of ``events``: the last event plus ``tail`` seconds."""
@@ -266,10 +291,11 @@ def to_int16(buf: np.ndarray) -> np.ndarray:
 LONG_RENDER_S = 60.0
 LANES = ("short", "long")
 #: Synths per lane. The short lane has one per core (at most 4): several visitors' phrases
-#: render at once, and a phrase rendered while synths and cores are idle is split among
-#: them by tracks (synthesis is linear: the sum of the parts is the whole, up to the phase
-#: of the reverb's modulation). Extra synths share the soundfont's samples (FluidSynth
-#: caches a loaded file), ~15 MB each.
+#: render at once, and a phrase rendered while synths and cores are idle is cut among them
+#: into spans of time (:func:`_time_split`; synthesis is linear: the sum of the spans is the
+#: whole, up to the phase of the reverb's modulation and a key struck again while its last
+#: note still rings in another span). Extra synths share the soundfont's samples
+#: (FluidSynth caches a loaded file), ~15 MB each.
 LANE_SYNTHS = {"short": max(1, min(4, os.cpu_count() or 1)), "long": 1}
 
 
@@ -319,25 +345,36 @@ def get_renderer(sample_rate: int = SAMPLE_RATE, soundfont: str | os.PathLike | 
     return _lane(sample_rate, soundfont, lane).renderers[0]
 
 
-def _split(events: list[_Event], programs: dict[int, tuple[int, int]], k: int):
-    """``events`` in ``k`` groups of whole channels with about as many notes each."""
-    notes: dict[int, int] = {}
-    for ev in events:
-        notes[ev.channel] = notes.get(ev.channel, 0) + (ev.kind == "on")
-    groups: list[set[int]] = [set() for _ in range(k)]
-    load = [0] * k
-    for ch in sorted(notes, key=lambda c: -notes[c]):  # largest first, onto the lightest group
-        g = load.index(min(load))
-        groups[g].add(ch)
-        load[g] += notes[ch]
-    return [([e for e in events if e.channel in g], {c: programs[c] for c in g if c in programs})
-            for g in groups if g]
+def _time_split(events: list[_Event], k: int, sample_rate: int) -> list[tuple[int, list[_Event]]]:
+    """``events`` in up to ``k`` spans of time: ``(start frame, events)`` per span with notes.
+
+    The music (up to its last note-off) is cut in ``k`` equal spans at block boundaries, and
+    each note goes to the span of its onset, its note-off with it (a note held over a cut
+    sounds to its end on its span's synth). Every span gets every control and pitch bend: those before it are
+    played at its first frame, so that its notes hear their channel as they would in the
+    whole, and those after let its held notes and their release hear later changes. Each
+    synth then computes its own span's voices and reverb, about 1/k of the whole, where a
+    split by tracks would have each synth compute the reverb of the whole length.
+    """
+    end = max((int(e.time * sample_rate) for e in events if e.kind in ("on", "off")), default=0)
+    cuts = [i * end // k // _BLOCK * _BLOCK for i in range(k)]
+    span_of_note = {e.note: bisect.bisect_right(cuts, int(e.time * sample_rate)) - 1
+                    for e in events if e.kind == "on"}
+    spans: list[list[_Event]] = [[] for _ in range(k)]
+    for e in events:
+        if e.kind in ("on", "off"):
+            spans[span_of_note[e.note]].append(e)
+        else:
+            for span in spans:
+                span.append(e)
+    return [(cut, span) for cut, span in zip(cuts, spans) if any(e.kind == "on" for e in span)]
 
 
-#: Music shorter than this (seconds, with its tail) renders on one synth: split, a 4-bar
-#: phrase (~12 s) would gain ~40 ms and cost a second synth and its reverb, which another
-#: visitor may be waiting for; a 16-bar piece (~45 s) gains ~200 ms.
-SPLIT_MIN_S = 20.0
+#: Seconds of music (with its tail) per synth at least, when a piece is cut into spans: a
+#: span also renders its last notes' release and reverb (~1.5 s), which a shorter span would
+#: be mostly made of. Measured at PREVIEW_RATE on the 2-core machine, idle: a 4-bar Compose
+#: phrase (~12 s, two spans) 100 -> 74 ms median; 16 bars (~45 s) 503 -> 288 ms.
+SPLIT_MIN_S = 5.0
 
 
 def _spare_core() -> bool:
@@ -373,30 +410,35 @@ def _spare_core() -> bool:
         return os.getloadavg()[0] + 1 <= cores
 
 
-def render(pm: pretty_midi.PrettyMIDI, sample_rate: int = SAMPLE_RATE, tail: float = RELEASE_TAIL_S) -> np.ndarray:
+def render(pm: pretty_midi.PrettyMIDI, sample_rate: int = SAMPLE_RATE, tail: float = RELEASE_TAIL_S,
+           split: bool = True) -> np.ndarray:
     """Render with the shared synths: int16 stereo ``(frames, 2)``.
 
     Music longer than :data:`LONG_RENDER_S` goes to the long lane. On the short lane, music
-    longer than :data:`SPLIT_MIN_S` has its tracks shared among the synths that are free
-    when the machine has room (:func:`_spare_core`).
+    of at least twice :data:`SPLIT_MIN_S` is cut into spans of time (:func:`_time_split`)
+    for the synths that are free, at most one per :data:`SPLIT_MIN_S`, when the machine has
+    room (:func:`_spare_core`). ``split=False`` keeps to one synth: for work made in the
+    background while someone plays (Compose's WAV download), which would otherwise take
+    the core their next phrase needs.
     """
     global _helpers
     lane = _lane(sample_rate, None, "long" if pm.get_end_time() > LONG_RENDER_S else "short")
     events, programs = midi_events(pm)
     frames = lane.renderers[0].frames(events, tail)
-    split = frames > SPLIT_MIN_S * sample_rate and _spare_core()
-    got = lane.take(len({e.channel for e in events}) if split else 1)
+    # a synth per SPLIT_MIN_S of music at most, and only while the machine has room
+    most = min(len(lane.renderers), int(frames // (SPLIT_MIN_S * sample_rate)))
+    got = lane.take(most if split and most > 1 and _spare_core() else 1)
     try:
         if len(got) == 1:
             return to_int16(got[0].play(events, programs, frames))
+        spans = _time_split(events, len(got), sample_rate)
         with _lanes_lock:
             if _helpers is None:
                 _helpers = ThreadPoolExecutor(max_workers=max(LANE_SYNTHS.values()), thread_name_prefix="synth")
-        parts = _split(events, programs, len(got))
-        futures = [_helpers.submit(r.play, ev, pr, frames) for r, (ev, pr) in zip(got[1:], parts[1:])]
-        buf = got[0].play(*parts[0], frames)
-        for f in futures:
-            buf += f.result()
+        futures = [_helpers.submit(r.play, ev, programs, frames, start) for r, (start, ev) in zip(got[1:], spans[1:])]
+        buf = np.zeros((frames, 2), dtype=np.float32)
+        for (start, ev), part in zip(spans, [None, *futures]):
+            buf[start:] += got[0].play(ev, programs, frames, start) if part is None else part.result()
         return to_int16(buf)
     finally:
         lane.give(got)
@@ -434,6 +476,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         return data.reshape(-1, w.getnchannels()), w.getframerate()
 
 
-def render_to_wav(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> Path:
-    """Render ``pm`` and write it as a WAV file."""
-    return write_wav(path, render(pm, sample_rate), sample_rate)
+def render_to_wav(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
+                  split: bool = True) -> Path:
+    """Render ``pm`` (:func:`render`) and write it as a WAV file."""
+    return write_wav(path, render(pm, sample_rate, split=split), sample_rate)
