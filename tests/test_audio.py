@@ -282,3 +282,27 @@ def test_a_short_phrase_keeps_to_one_synth_even_on_an_idle_machine(monkeypatch):
     audio.render(phrase(5.3), audio.PREVIEW_RATE)
     audio.render(phrase(10.7), audio.PREVIEW_RATE)
     assert taken == [1, 2]
+
+
+def test_a_render_stops_when_asked_and_leaves_the_synth_as_new(example_midi):
+    """Work nobody wants any more (Compose's WAV download of a piece a newer move replaced)
+    is given up within a quarter second of music, and the synth's next render starts clean."""
+    pm = pretty_midi.PrettyMIDI(str(example_midi))
+    synth = audio.Renderer(sample_rate=audio.PREVIEW_RATE)
+    events, programs = audio.midi_events(pm)
+    frames = synth.frames(events, audio.RELEASE_TAIL_S)
+    before = synth.play(events, programs, frames)
+    asked = []
+
+    def stop():
+        asked.append(len(asked))
+        return len(asked) > 2
+    with pytest.raises(audio.Stopped):
+        synth.play(events, programs, frames, stop=stop)
+    assert len(asked) == 3  # asked at the start and every STOP_EVERY_S of music: stopped at ~0.5 s
+    after = synth.play(events, programs, frames)
+    assert np.abs(after[:4096]).max() < 0.5 / 32768  # no echo of the stopped render
+    a, b = after.astype(np.float64), before.astype(np.float64)  # the same music (the reverb's modulation
+    assert (a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()) > 0.99  # runs on from render to render)
+    with pytest.raises(audio.Stopped):
+        audio.render(pm, audio.PREVIEW_RATE, split=False, stop=lambda: True)

@@ -317,3 +317,17 @@ def test_the_score_and_downloads_are_made_for_the_newest_piece_only(monkeypatch)
     kinds = sorted(f.rsplit(".", 1)[-1] for f in files)
     assert kinds == ["json", "mid", "musicxml", "wav"] and "<svg" in score
     assert all(f.startswith(folder) for f in files)
+
+
+def test_a_download_no_longer_wanted_is_given_up_during_its_wav(comp, tmp_path):
+    """The WAV download of a piece a newer move replaced stops mid-render (it would hold a core
+    the next phrase needs), leaving no half-written file; asked nothing, it is made."""
+    from composer.api.compose import finish_outputs, render_state
+    st = comp.new_state(seed=3, n_bars=4)
+    _, _, midi, folder = render_state(comp, st, tmp_path)
+    asked = []
+    out = finish_outputs(comp, st, folder, stop=lambda: asked.append(1) or len(asked) > 1)
+    assert out is None and len(asked) == 2
+    assert not (folder / f"{midi.stem}.wav").exists()
+    files, score = finish_outputs(comp, st, folder)
+    assert (folder / f"{midi.stem}.wav").exists() and "<svg" in score

@@ -18,6 +18,19 @@ def test_old_and_surplus_request_folders_are_swept(tmp_path, monkeypatch):
     assert not old.exists() and [p.exists() for p in fresh] == [False, False, True, True, True]
 
 
+def test_live_folders_are_swept_with_the_request_folders(tmp_path, monkeypatch):
+    """Compose's live files (served where they lie, not copied by Gradio) go away like the rest."""
+    monkeypatch.setattr(outputs, "OUTPUT_ROOT", tmp_path / "out")
+    monkeypatch.setattr(outputs, "LIVE_ROOT", tmp_path / "live")
+    old = outputs.new_output_dir("composer-live-", root=outputs.LIVE_ROOT)
+    assert old.parent == tmp_path / "live"
+    past = time.time() - 2 * outputs.OUTPUT_MAX_AGE_S
+    os.utime(old, (past, past))
+    monkeypatch.setattr(outputs, "_last_sweep", 0.0)  # a minute has passed since the last sweep
+    outputs.new_output_dir("composer-test-")
+    assert not old.exists()
+
+
 def test_sound_roll_and_midi_of_a_piece(tmp_path, triad_midi):
     from composer.render import audio
     wav, png, mid = tmp_path / "a.wav", tmp_path / "a.png", tmp_path / "a.mid"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from composer.render import outputs
+
 from conftest import ROOT, _patient_url_ok
 
 LABEL = "MuseGAN (four-voice chorales)"
@@ -234,8 +236,10 @@ def test_a_trainer_orphaned_by_kill_9_is_found_and_stays_its_owners(tmp_path):
 
 
 def test_gradio_forgets_what_it_served_once_it_is_as_old_as_the_output_folders(monkeypatch):
-    """Every answer is copied into Gradio's cache; the app has Gradio delete those copies once
-    they are as old as its own output folders may be, so a busy Space's disk does not fill."""
+    """Downloads are copied into Gradio's cache; the app has Gradio delete those copies once
+    they are as old as its own output folders may be, so a busy Space's disk does not fill.
+    Compose's live roll and audio are not copied: they are served from the app's live folders
+    (swept by the app)."""
     from gradio_client import Client
 
     from composer.ui import app as ui_app
@@ -246,12 +250,14 @@ def test_gradio_forgets_what_it_served_once_it_is_as_old_as_the_output_folders(m
     try:
         out = Client(demo.local_url, verbose=False, download_files=False).predict(*COMPOSE_ARGS,
                                                                                  api_name="/compose_new")
-        roll = out[0]
-        served = Path(roll["path"] if isinstance(roll, dict) else roll.path)
-        assert served.exists() and served.suffix == ".png"
+        path = (lambda f: Path(f["path"] if isinstance(f, dict) else f.path))
+        roll, wav, midi = path(out[0]), path(out[1]), path(out[4][0])
+        assert roll.parent == wav.parent and roll.parent.parent == outputs.LIVE_ROOT
+        assert roll.suffix == ".png" and wav.suffix == ".wav"
+        assert midi.exists() and midi.suffix == ".mid" and outputs.LIVE_ROOT not in midi.parents
         deadline = time.monotonic() + 30
-        while served.exists() and time.monotonic() < deadline:
+        while midi.exists() and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not served.exists(), "Gradio's copy of the roll is still there"
+        assert not midi.exists(), "Gradio's copy of the MIDI is still there"
     finally:
         demo.close()

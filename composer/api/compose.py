@@ -42,7 +42,7 @@ from composer import sandbox
 from composer.errors import CheckpointError, ComposerError  # noqa: F401
 from composer.music.pianoroll import ONSET, REST, MultiTrackRoll, float_to_codes
 from composer.render import audio, viz
-from composer.render.outputs import new_output_dir, sound_and_roll
+from composer.render.outputs import LIVE_ROOT, new_output_dir, sound_and_roll
 from composer.api.musegan import DEFAULT_TEMPO, load_generator, slerp
 
 LEVELS = ("style", "chords", "groove", "melody")
@@ -876,12 +876,15 @@ def render_state(comp: Composer, st: ComposeState, folder: Path | None = None):
     (png, wav, midi, folder).
 
     The WAV is the live audio, at :data:`composer.render.audio.PREVIEW_RATE`; the download
-    at full rate is made by :func:`finish_outputs`.
+    at full rate is made by :func:`finish_outputs`. Without a ``folder``, the MIDI goes to a
+    new request folder and the live files (roll, WAV) to a folder of
+    :data:`composer.render.outputs.LIVE_ROOT`, which the app serves as they lie.
     """
+    live = folder or new_output_dir("composer-live-", root=LIVE_ROOT)
     folder = folder or new_output_dir("composer-compose-")
     stem = piece_stem(st)
     pm = comp.midi(st)
-    png, wav, midi = folder / f"{stem}.png", folder / f"{stem}-preview.wav", folder / f"{stem}.mid"
+    png, wav, midi = live / f"{stem}.png", live / f"{stem}-preview.wav", folder / f"{stem}.mid"
     sound_and_roll(pm, wav, png, midi, title=roll_title(st), sample_rate=audio.PREVIEW_RATE)
     return png, wav, midi, folder
 
@@ -892,8 +895,8 @@ SCORE_TIMEOUT_S = 20.0
 
 def finish_outputs(comp: Composer, st: ComposeState, folder: Path, stop: Callable[[], bool] | None = None):
     """The slow part: WAV download, MusicXML, score, latents JSON; returns (download list,
-    score html), or None when ``stop()`` says, after the WAV, that the score is no longer wanted
-    (the Compose tab: a newer piece is on its way).
+    score html), or None when ``stop()`` says, during the WAV or after it, that they are no
+    longer wanted (the Compose tab: a newer piece is on its way).
 
     The WAV download is the piece at :data:`composer.render.audio.SAMPLE_RATE` (the live
     audio of :func:`render_state` is at the preview rate). The score is engraved from the
@@ -904,8 +907,12 @@ def finish_outputs(comp: Composer, st: ComposeState, folder: Path, stop: Callabl
     files = [folder / f"{stem}.mid", folder / f"{stem}.wav"]
     latents = folder / f"{stem}.json"
     latents.write_text(st.to_json())
-    # on one synth: the next phrase may be rendering (or about to) on the other core
-    audio.render_to_wav(pretty_midi.PrettyMIDI(str(files[0])), files[1], split=False)
+    # on one synth, and given up when a newer piece comes: the next phrase may be rendering
+    # (or about to) on the other core
+    try:
+        audio.render_to_wav(pretty_midi.PrettyMIDI(str(files[0])), files[1], split=False, stop=stop)
+    except audio.Stopped:
+        return None
     if stop is not None and stop():
         return None
     score = ""

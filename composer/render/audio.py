@@ -29,6 +29,7 @@ import threading
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,10 @@ def _import_fluidsynth():
         raise FluidSynthMissingError("the 'fluidsynth' module found is not pyfluidsynth; "
                                      "'pip uninstall fluidsynth' and 'pip install pyfluidsynth'")
     return fluidsynth
+
+
+class Stopped(Exception):
+    """A render given up because its ``stop`` said so (its music is no longer wanted)."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,7 @@ class Renderer:
         self._write_float(self._synth.synth, n, ptr, 0, 2, ptr, 1, 2)
 
     def play(self, events: list[_Event], programs: dict[int, tuple[int, int]], frames: int,
-             start: int = 0) -> np.ndarray:
+             start: int = 0, stop: Callable[[], bool] | None = None) -> np.ndarray:
         """Synthesise ``events`` on their channels into a float32 ``(frames - start, 2)`` buffer.
 
         ``frames`` is the piece's length; the buffer starts at its frame ``start`` (a
@@ -199,6 +204,9 @@ class Renderer:
         After the last event the synth runs in blocks only until its voices are over and a
         block stays below half a 16-bit step (the reverb has died away): the rest of the
         release tail is silence without being computed.
+
+        ``stop`` is asked every :data:`STOP_EVERY_S` of music; when it says True the render
+        ends there and :class:`Stopped` is raised (the synth is reset for the next one).
         """
         if start % _BLOCK:
             raise ValueError(f"start must be a multiple of {_BLOCK} frames")
@@ -217,33 +225,49 @@ class Renderer:
                     if synth.program_select(ch, self._sfid, bank, 0) == -1:
                         raise AudioError(f"the soundfont {self.soundfont.name} has no preset for "
                                          f"bank {bank} program {prog} or 0")
-            pos = 0
+            pos, asked, silent = 0, 0, False
             # past the last note only controls are left: they cannot sound by themselves, so
             # the synth rings out toward them and stops once it is silent (a piece's span
             # carries every control of the piece, a file may end on controllers)
             last_note = max((i for i, e in enumerate(events) if e.kind in ("on", "off")), default=-1)
-            for i, ev in enumerate(events):
-                # the frame in the piece, then in this buffer: the same rounding split or whole
-                frame = max(0, min(int(ev.time * sr), frames) - start)
-                if i > last_note:
-                    pos, silent = self._ring_out(buf, pos, frame)
-                    if silent:
-                        break
-                self._write(buf, pos, frame - pos)
-                pos = max(pos, frame)
-                if ev.kind == "on":
-                    synth.noteon(ev.channel, ev.a, ev.b)
-                elif ev.kind == "off":
-                    synth.noteoff(ev.channel, ev.a)
-                elif ev.kind == "cc":
-                    synth.cc(ev.channel, ev.a, ev.b)
+            try:
+                for i, ev in enumerate(events):
+                    # the frame in the piece, then in this buffer: the same rounding split or whole
+                    frame = max(0, min(int(ev.time * sr), frames) - start)
+                    if stop is not None and frame >= asked:
+                        if stop():
+                            raise Stopped("the render was stopped")
+                        asked = frame + int(STOP_EVERY_S * sr)
+                    if i > last_note:
+                        pos, silent = self._ring_out(buf, pos, frame)
+                        if silent:
+                            break
+                    self._write(buf, pos, frame - pos)
+                    pos = max(pos, frame)
+                    if ev.kind == "on":
+                        synth.noteon(ev.channel, ev.a, ev.b)
+                    elif ev.kind == "off":
+                        synth.noteoff(ev.channel, ev.a)
+                    elif ev.kind == "cc":
+                        synth.cc(ev.channel, ev.a, ev.b)
+                    else:
+                        synth.pitch_bend(ev.channel, ev.a - 8192)
                 else:
-                    synth.pitch_bend(ev.channel, ev.a - 8192)
-            else:
-                pos, _ = self._ring_out(buf, pos, length)
-            self._write(buf, pos, -pos % _BLOCK)
-            synth.system_reset()
+                    pos, silent = self._ring_out(buf, pos, length)
+            finally:
+                self._write(buf, pos, -pos % _BLOCK)  # the next render starts on a block
+                synth.system_reset()
+                if not silent:  # stopped, or the tail was cut: the reset leaves the reverb ringing
+                    self._flush()
         return buf[:length]
+
+    def _flush(self) -> None:
+        """Run the synth on silence until its reverb and chorus have died away (a reset does
+        not clear them, and the next render would start with this one's echo)."""
+        scratch = np.zeros((_TAIL_BLOCK * 16, 2), dtype=np.float32)
+        for _ in range(64):  # ~1.5 s of reverb to clear at most; the bound keeps a broken synth from spinning
+            if self._ring_out(scratch, 0, len(scratch))[1]:
+                return
 
     def _ring_out(self, buf: np.ndarray, pos: int, until: int) -> tuple[int, bool]:
         """Synthesise from ``pos`` toward ``until`` in blocks, stopping once no voice sounds
@@ -270,6 +294,9 @@ class Renderer:
         return to_int16(self.play(events, programs, self.frames(events, tail)))
 
 
+#: Seconds of music between two questions to a render's ``stop`` (Renderer.play): at 44.1 kHz
+#: on this project's 2-core machine a second of music is ~15 ms of synthesis.
+STOP_EVERY_S = 0.25
 #: FluidSynth's block (frames); and a block of the release tail after which the synth
 #: checks whether it is silent (a multiple of it).
 _BLOCK, _TAIL_BLOCK = 64, 2048
@@ -411,7 +438,7 @@ def _spare_core() -> bool:
 
 
 def render(pm: pretty_midi.PrettyMIDI, sample_rate: int = SAMPLE_RATE, tail: float = RELEASE_TAIL_S,
-           split: bool = True) -> np.ndarray:
+           split: bool = True, stop: Callable[[], bool] | None = None) -> np.ndarray:
     """Render with the shared synths: int16 stereo ``(frames, 2)``.
 
     Music longer than :data:`LONG_RENDER_S` goes to the long lane. On the short lane, music
@@ -419,7 +446,8 @@ def render(pm: pretty_midi.PrettyMIDI, sample_rate: int = SAMPLE_RATE, tail: flo
     for the synths that are free, at most one per :data:`SPLIT_MIN_S`, when the machine has
     room (:func:`_spare_core`). ``split=False`` keeps to one synth: for work made in the
     background while someone plays (Compose's WAV download), which would otherwise take
-    the core their next phrase needs.
+    the core their next phrase needs; such work passes a ``stop`` too (see
+    :meth:`Renderer.play`), which ends it with :class:`Stopped` once it is no longer wanted.
     """
     global _helpers
     lane = _lane(sample_rate, None, "long" if pm.get_end_time() > LONG_RENDER_S else "short")
@@ -430,15 +458,16 @@ def render(pm: pretty_midi.PrettyMIDI, sample_rate: int = SAMPLE_RATE, tail: flo
     got = lane.take(most if split and most > 1 and _spare_core() else 1)
     try:
         if len(got) == 1:
-            return to_int16(got[0].play(events, programs, frames))
+            return to_int16(got[0].play(events, programs, frames, stop=stop))
         spans = _time_split(events, len(got), sample_rate)
         with _lanes_lock:
             if _helpers is None:
                 _helpers = ThreadPoolExecutor(max_workers=max(LANE_SYNTHS.values()), thread_name_prefix="synth")
-        futures = [_helpers.submit(r.play, ev, programs, frames, start) for r, (start, ev) in zip(got[1:], spans[1:])]
+        futures = [_helpers.submit(r.play, ev, programs, frames, start, stop)
+                   for r, (start, ev) in zip(got[1:], spans[1:])]
         buf = np.zeros((frames, 2), dtype=np.float32)
         for (start, ev), part in zip(spans, [None, *futures]):
-            buf[start:] += got[0].play(ev, programs, frames, start) if part is None else part.result()
+            buf[start:] += got[0].play(ev, programs, frames, start, stop) if part is None else part.result()
         return to_int16(buf)
     finally:
         lane.give(got)
@@ -477,6 +506,6 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 def render_to_wav(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
-                  split: bool = True) -> Path:
-    """Render ``pm`` (:func:`render`) and write it as a WAV file."""
-    return write_wav(path, render(pm, sample_rate, split=split), sample_rate)
+                  split: bool = True, stop: Callable[[], bool] | None = None) -> Path:
+    """Render ``pm`` (:func:`render`) and write it as a WAV file (none when stopped)."""
+    return write_wav(path, render(pm, sample_rate, split=split, stop=stop), sample_rate)

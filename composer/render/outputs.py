@@ -61,29 +61,39 @@ OUTPUT_MAX_AGE_S = 3600.0
 REQUEST_BUDGET_S = 8.0
 SCORE_MIN_S = 1.0
 OUTPUT_MAX_FOLDERS = 2000
+#: Folders of live files (Compose's roll and audio of every move), swept like the request
+#: folders. The app serves them where they lie (``gr.set_static_paths``): Gradio would
+#: otherwise hash and copy every move's ~1 MB of audio into its cache on its event loop
+#: (~20 ms a move, measured with py-spy), before the answer could leave.
+LIVE_ROOT = Path(tempfile.gettempdir()) / "composer-live"
 _last_sweep = 0.0
 _sweep_lock = threading.Lock()
 
 
-def new_output_dir(prefix: str = "composer-") -> Path:
-    """A fresh folder for one request's files (old ones are swept away, see :func:`sweep_outputs`)."""
+def new_output_dir(prefix: str = "composer-", root: Path | None = None) -> Path:
+    """A fresh folder for one request's files, in ``root`` (:data:`OUTPUT_ROOT`, or
+    :data:`LIVE_ROOT` for live files); old ones are swept away, see :func:`sweep_outputs`."""
     global _last_sweep
-    OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
+    root = root or OUTPUT_ROOT
+    root.mkdir(parents=True, exist_ok=True)
     now = time.monotonic()
     if now - _last_sweep > 60 and _sweep_lock.acquire(blocking=False):
         try:
             _last_sweep = now
             sweep_outputs()
+            sweep_outputs(root=LIVE_ROOT)
         finally:
             _sweep_lock.release()
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=OUTPUT_ROOT))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 
-def sweep_outputs(max_age_s: float = OUTPUT_MAX_AGE_S, max_folders: int = OUTPUT_MAX_FOLDERS) -> int:
-    """Delete request folders older than ``max_age_s`` and the oldest beyond ``max_folders``;
-    returns how many were deleted."""
+def sweep_outputs(max_age_s: float = OUTPUT_MAX_AGE_S, max_folders: int = OUTPUT_MAX_FOLDERS,
+                  root: Path | None = None) -> int:
+    """Delete the folders of ``root`` (:data:`OUTPUT_ROOT`) older than ``max_age_s`` and the
+    oldest beyond ``max_folders``; returns how many were deleted."""
+    root = root or OUTPUT_ROOT
     try:
-        folders = sorted((p for p in OUTPUT_ROOT.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     except FileNotFoundError:
         return 0
     cutoff = time.time() - max_age_s

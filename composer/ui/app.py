@@ -9,7 +9,7 @@ import gradio as gr
 
 from composer import sandbox
 from composer.device import use_interactive_threads
-from composer.render.outputs import OUTPUT_MAX_AGE_S
+from composer.render.outputs import LIVE_ROOT, OUTPUT_MAX_AGE_S
 from composer.ui import compose, continue_tab, folk, gpu, player, train, transfer
 from composer.ui.jobs import MAX_UPLOAD_BYTES
 
@@ -34,6 +34,10 @@ def build_app() -> gr.Blocks:
     # start a worker for untrusted input (scores, ABC) now, so the first visitor does not wait for it
     threading.Thread(target=sandbox.pool().warm, daemon=True, name="sandbox-warm").start()
     gpu.install()  # ZeroGPU: the other tabs' model calls run in the GPU slot (a no-op elsewhere)
+    # Compose's live roll and audio are served where they lie, not copied into Gradio's cache
+    # (composer.render.outputs.LIVE_ROOT: nothing else is ever written there)
+    LIVE_ROOT.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([LIVE_ROOT])
     with gr.Blocks(title=TITLE, delete_cache=(CACHE_SWEEP_S, int(OUTPUT_MAX_AGE_S))) as demo:
         gr.Markdown(INTRO)
         # per visitor: an owner token kept in the browser (a reload keeps it; it owns training

@@ -569,7 +569,8 @@ def finish(st, folder):
     stale = functools.partial(NEWEST.superseded, session, folder, FINISH_WAIT_S)
     if stale():
         return unchanged
-    out = finish_outputs(comp, st, Path(folder), stop=stale)
+    # asked during the WAV: a newer piece in the making stops it at once, without waiting
+    out = finish_outputs(comp, st, Path(folder), stop=functools.partial(NEWEST.superseded, session, folder))
     return unchanged if out is None or stale() else out
 
 
