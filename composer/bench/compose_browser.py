@@ -55,9 +55,10 @@ window.__compose.readySrc = player.currentSrc;
 """
 
 
-def bench(n: int = 20) -> dict:
+def bench(n: int = 40) -> dict:
     """The figures for a 4-bar piece (``compose_browser_*``) and a 16-bar one
-    (``compose_browser_16bars_*``), each over ``n`` slider moves in a fresh app."""
+    (``compose_browser_16bars_*``), each over ``n`` slider moves in a fresh app (the p95 of
+    20 moves is about the second slowest, and swung by 200 ms from run to run on this machine)."""
     out = {}
     for bars in (4, 16):
         out.update(moves(n, bars=bars))
